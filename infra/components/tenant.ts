@@ -1,0 +1,100 @@
+import * as postgresql from "@pulumi/postgresql";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import type { ClusterConfig, KeysConfig } from "../config";
+import type { TenantModel } from "../model";
+import { LOGIN_KINDS, LoginKind } from "../naming";
+import { Credentials, TenantCredentials } from "./credentials";
+import { TenantKey } from "./key";
+import { TenantPlacement } from "./placement";
+
+export interface TenantArgs {
+  model: TenantModel;
+  cluster: ClusterConfig;
+  keys: KeysConfig;
+  /** The provider of the cluster of the tenant's tier. */
+  provider: postgresql.Provider;
+}
+
+/** What the stack exports about a tenant in plain text: names and locations, never secrets. */
+export interface TenantSummary {
+  displayName: string;
+  cluster: string;
+  host: string;
+  port: number;
+  database: string;
+  roles: { group: string; owner: string; rw: string; ro: string };
+  keyProvider: KeysConfig["provider"];
+  keyAlias?: string;
+  credentialsSecretArns?: Record<LoginKind, pulumi.Output<string>>;
+}
+
+/** What the stack exports about a tenant as a secret (local key provider). */
+export interface TenantSecrets {
+  rw: Credentials;
+  ro: Credentials;
+  dataKey: string;
+}
+
+/** One tenant: passwords, key, its placement on the tier's cluster, and credentials. */
+export class Tenant extends pulumi.ComponentResource {
+  public readonly summary: TenantSummary;
+  /** Credentials and data key, for stacks without a secret store: always a secret. */
+  public readonly secrets: pulumi.Output<TenantSecrets>;
+  public readonly placement: TenantPlacement;
+
+  constructor(name: string, args: TenantArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("pg-tenants:index:Tenant", name, {}, opts);
+    const { model } = args;
+
+    const passwords = {} as Record<LoginKind, pulumi.Output<string>>;
+    for (const login of LOGIN_KINDS) {
+      const password = new random.RandomPassword(
+        `${name}-${login}-password`,
+        { length: 40, special: false, minLower: 4, minUpper: 4, minNumeric: 4 },
+        { parent: this },
+      );
+      passwords[login] = pulumi.secret(password.result);
+    }
+
+    const key = new TenantKey(`${name}-key`, { model, keys: args.keys }, { parent: this });
+
+    this.placement = new TenantPlacement(
+      model.logical.placement,
+      { model, provisioner: args.cluster.username, passwords },
+      { parent: this, providers: { postgresql: args.provider } },
+    );
+
+    const credentials = new TenantCredentials(
+      `${name}-credentials`,
+      {
+        model,
+        cluster: args.cluster,
+        keys: args.keys,
+        passwords,
+        kmsKey: key.kmsKey,
+        dataKeyCiphertext: key.dataKeyCiphertext,
+      },
+      { parent: this, dependsOn: [this.placement] },
+    );
+
+    this.summary = {
+      displayName: model.displayName,
+      cluster: model.tier,
+      host: args.cluster.host,
+      port: args.cluster.port,
+      database: model.names.database,
+      roles: { group: model.names.group, owner: model.names.owner, rw: model.names.rw, ro: model.names.ro },
+      keyProvider: args.keys.provider,
+      ...(args.keys.provider === "aws-kms"
+        ? { keyAlias: model.key.alias, credentialsSecretArns: credentials.secretArns }
+        : {}),
+    };
+    this.secrets = pulumi.secret(
+      pulumi
+        .all([credentials.documents.rw, credentials.documents.ro, key.dataKey])
+        .apply(([rw, ro, dataKey]) => ({ rw, ro, dataKey })),
+    );
+    this.registerOutputs({ summary: this.summary });
+  }
+}

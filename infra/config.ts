@@ -1,0 +1,205 @@
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { InputError, zodIssues } from "./issues";
+import { maxTenantIdLength, TENANT_ID_PATTERN } from "./naming";
+
+/** The Pulumi project name: the namespace of every config key (`pg-tenants:clusters`). */
+export const PROJECT = "pg-tenants";
+
+const identifier = z
+  .string({ error: "must be a string" })
+  .regex(/^[a-z_][a-z0-9_]*$/, { error: "must match ^[a-z_][a-z0-9_]*$" })
+  .max(63, { error: "must be at most 63 bytes (PostgreSQL truncates longer names)" });
+
+const port = z
+  .number({ error: "must be a number" })
+  .int({ error: "must be a whole number" })
+  .min(1, { error: "must be from 1 to 65535" })
+  .max(65535, { error: "must be from 1 to 65535" });
+
+const positiveInt = (what: string, max: number) =>
+  z
+    .number({ error: "must be a number" })
+    .int({ error: "must be a whole number" })
+    .min(1, { error: `${what} must be from 1 to ${max}` })
+    .max(max, { error: `${what} must be from 1 to ${max}` });
+
+const statementTimeout = z
+  .number({ error: "must be a number" })
+  .int({ error: "must be a whole number of milliseconds" })
+  .min(0, { error: "must be 0 (no timeout) or more milliseconds" });
+
+export const SSL_MODES = ["disable", "require", "verify-ca", "verify-full"] as const;
+
+const cidr = z
+  .string({ error: "must be a string" })
+  .regex(/^(\d{1,3}(\.\d{1,3}){3}\/\d{1,2}|[0-9a-f:]+\/\d{1,3})$/i, {
+    error: "must be a CIDR such as 10.0.0.0/16 or fd00::/8",
+  });
+
+const ClusterSchema = z.strictObject({
+  host: z.string({ error: "must be a host name or address" }).min(1, { error: "must not be empty" }),
+  port: port.default(5432),
+  database: identifier.default("postgres"),
+  username: identifier,
+  sslmode: z.enum(SSL_MODES, { error: `must be one of ${SSL_MODES.join(", ")}` }).default("require"),
+  maxConnections: positiveInt("maxConnections", 1000).default(10),
+  connectTimeout: positiveInt("connectTimeout", 600).default(15),
+  /** Per-tier default database and login connection limit; a tenant file may lower or raise it. */
+  connectionLimit: positiveInt("connectionLimit", 10000).default(20),
+  /** Per-tier default statement timeout of the login roles, in milliseconds. */
+  statementTimeoutMs: statementTimeout.optional(),
+});
+
+const KeysSchema = z.strictObject({
+  provider: z.enum(["local", "aws-kms"], { error: "must be local or aws-kms" }),
+  aliasPrefix: z
+    .string({ error: "must be a string" })
+    .regex(/^[a-zA-Z0-9/_-]+$/, { error: "must match ^[a-zA-Z0-9/_-]+$" })
+    .default("pg-tenants"),
+  deletionWindowDays: z
+    .number({ error: "must be a number" })
+    .int({ error: "must be a whole number" })
+    .min(7, { error: "must be from 7 to 30 (the KMS limits)" })
+    .max(30, { error: "must be from 7 to 30 (the KMS limits)" })
+    .default(30),
+});
+
+const HbaSchema = z.strictObject({
+  /** `hostssl` on real clusters; `host` only where the server has no TLS (embedded local clusters). */
+  connectionType: z.enum(["hostssl", "host"], { error: "must be hostssl or host" }).default("hostssl"),
+  clientCidrs: z.array(cidr).min(1, { error: "must list at least one CIDR" }),
+  adminCidrs: z.array(cidr).min(1, { error: "must list at least one CIDR" }),
+  /** Roles besides the provisioning role that may connect from adminCidrs (e.g. the bootstrap superuser). */
+  adminUsers: z.array(identifier).default([]),
+});
+
+const StackConfigSchema = z.strictObject({
+  namePrefix: z
+    .string({ error: "must be a string" })
+    .regex(/^[a-z][a-z0-9_]*_$/, { error: "must match ^[a-z][a-z0-9_]*_$ (e.g. tenant_)" })
+    .default("tenant_"),
+  template: identifier,
+  appSchemas: z.array(identifier).min(1, { error: "must list at least one schema" }).default(["app"]),
+  tenantsDir: z.string({ error: "must be a folder path" }).default("tenants"),
+  clusters: z
+    .record(identifier, ClusterSchema, { error: "must map each tier to its cluster" })
+    .refine((c) => Object.keys(c).length > 0, { error: "must declare at least one tier" }),
+  keys: KeysSchema,
+  hba: HbaSchema,
+});
+
+export type ClusterConfig = z.output<typeof ClusterSchema>;
+export type KeysConfig = z.output<typeof KeysSchema>;
+export type HbaConfig = z.output<typeof HbaSchema>;
+
+/** The validated, defaulted stack configuration, minus secrets. */
+export type StackConfig = z.output<typeof StackConfigSchema> & {
+  /** The stack name, used in error messages and outputs. */
+  stack: string;
+};
+
+/** The config keys the program reads, without the `pg-tenants:` namespace. */
+export const CONFIG_KEYS = Object.keys(StackConfigSchema.shape);
+const SECRET_KEYS = ["clusterPasswords"];
+
+/** Where a stack's settings live, for error messages. */
+export function stackFile(stack: string): string {
+  return `stacks/Pulumi.${stack}.yaml`;
+}
+
+/**
+ * Validates raw stack config (keys without namespace, values already parsed from YAML/JSON).
+ * Pure: used by the program, the offline check and the tools alike. Reports every problem.
+ */
+export function parseStackConfig(stack: string, raw: Record<string, unknown>): StackConfig {
+  const file = stackFile(stack);
+  const known = new Set([...CONFIG_KEYS, ...SECRET_KEYS]);
+  const unknown = Object.keys(raw).filter((k) => !known.has(k));
+  const issues = unknown.map((k) => ({
+    file,
+    field: `${PROJECT}:${k}`,
+    message: `unknown setting; allowed: ${[...CONFIG_KEYS, ...SECRET_KEYS].join(", ")}`,
+  }));
+  const input = Object.fromEntries(Object.entries(raw).filter(([k]) => !SECRET_KEYS.includes(k)));
+  const parsed = StackConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    issues.push(
+      ...zodIssues(file, parsed.error, allowedKeysAt).map((i) => ({
+        ...i,
+        field: `${PROJECT}:${i.field}`,
+      })),
+    );
+  }
+  if (parsed.success && maxTenantIdLength(parsed.data.namePrefix) < 1) {
+    issues.push({ file, field: `${PROJECT}:namePrefix`, message: "is too long to leave room for tenant ids" });
+  }
+  if (issues.length > 0 || !parsed.success) {
+    throw new InputError(`Stack config ${file} is invalid:`, issues);
+  }
+  return { ...parsed.data, stack };
+}
+
+function allowedKeysAt(path: PropertyKey[]): readonly string[] {
+  if (path.length === 0) return CONFIG_KEYS;
+  if (path[0] === "clusters") return Object.keys(ClusterSchema.shape);
+  if (path[0] === "keys") return Object.keys(KeysSchema.shape);
+  if (path[0] === "hba") return Object.keys(HbaSchema.shape);
+  return [];
+}
+
+/** The tenant id alphabet, re-exported so the config's users need not import naming. */
+export { TENANT_ID_PATTERN };
+
+/** The stack config as the running Pulumi program sees it. */
+export function loadStackConfig(): StackConfig {
+  // Structured values arrive as JSON text and plain strings as themselves; the schema, not the
+  // Config accessors, decides what is valid, so that every problem is reported at once.
+  const raw: Record<string, unknown> = {};
+  for (const [fullKey, text] of Object.entries(pulumi.runtime.allConfig())) {
+    const [namespace, key] = fullKey.split(":", 2);
+    if (namespace !== PROJECT || SECRET_KEYS.includes(key)) continue;
+    raw[key] = parseConfigValue(text);
+  }
+  return parseStackConfig(pulumi.getStack(), raw);
+}
+
+function parseConfigValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * The provisioning password of each tier, as secrets. Read from the secret config object
+ * `pg-tenants:clusterPasswords` (`{tier: password}`); a tier without one is an error naming it.
+ * The raw value is read once and immediately wrapped: it never reaches a log or a plain output.
+ */
+export function loadClusterPasswords(cfg: StackConfig): Record<string, pulumi.Output<string>> {
+  const file = stackFile(cfg.stack);
+  const rawText = pulumi.runtime.getConfig(`${PROJECT}:clusterPasswords`);
+  let passwords: Record<string, unknown> = {};
+  try {
+    passwords = rawText === undefined ? {} : (JSON.parse(rawText) as Record<string, unknown>);
+  } catch {
+    throw new InputError(`Stack config ${file} is invalid:`, [
+      { file, field: `${PROJECT}:clusterPasswords`, message: "must be an object {tier: password}" },
+    ]);
+  }
+  const missing = Object.keys(cfg.clusters).filter((t) => typeof passwords[t] !== "string");
+  if (missing.length > 0) {
+    throw new InputError(
+      `Stack config ${file} is invalid:`,
+      missing.map((tier) => ({
+        file,
+        field: `${PROJECT}:clusterPasswords.${tier}`,
+        message: `missing; set it with: pulumi config set --secret --path 'clusterPasswords.${tier}' <password>`,
+      })),
+    );
+  }
+  return Object.fromEntries(
+    Object.keys(cfg.clusters).map((tier) => [tier, pulumi.secret(passwords[tier] as string)]),
+  );
+}

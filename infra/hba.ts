@@ -1,0 +1,31 @@
+import type { HbaConfig } from "./config";
+import type { TenantModel } from "./model";
+
+/**
+ * Renders a cluster's pg_hba.conf from the tenant model. First match wins in pg_hba, so the
+ * order is: admin roles, one line per tenant and client CIDR admitting only that tenant's group
+ * to that tenant's database, then an explicit reject for everything else.
+ */
+export function renderHba(
+  tier: string,
+  provisioner: string,
+  hba: HbaConfig,
+  tenants: readonly TenantModel[],
+): string {
+  const type = hba.connectionType;
+  const lines = [
+    `# pg_hba.conf of cluster "${tier}", rendered by pg-tenants from the tenants manifest.`,
+    "# Do not edit by hand: change tenants/ or the stack config and render again.",
+    "# TYPE  DATABASE  USER  ADDRESS  METHOD",
+  ];
+  for (const user of [provisioner, ...hba.adminUsers]) {
+    for (const cidr of hba.adminCidrs) lines.push(`${type} all ${user} ${cidr} scram-sha-256`);
+  }
+  for (const t of [...tenants].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    for (const cidr of hba.clientCidrs) {
+      lines.push(`${type} ${t.names.database} +${t.names.group} ${cidr} scram-sha-256`);
+    }
+  }
+  lines.push("local all all reject", "host all all all reject");
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,219 @@
+import type { ClusterConfig, StackConfig } from "./config";
+import type { Tenant, TenantState } from "./manifest";
+import {
+  keyAliasName,
+  LoginKind,
+  placementLogicalName,
+  RoleKind,
+  tenantLogicalName,
+  TenantNames,
+  tenantNames,
+} from "./naming";
+
+/**
+ * The isolation model as pure data: what exists for one tenant and who may do what. The
+ * components declare it, the audit checks it, the pg_hba renderer and the policies read it;
+ * nothing restates these rules a second time.
+ */
+
+/** Table privileges of each login; `ALL` is never used (it diffs forever, TF #32). */
+export const LOGIN_TABLE_PRIVILEGES: Record<LoginKind, readonly string[]> = {
+  rw: ["DELETE", "INSERT", "SELECT", "UPDATE"],
+  ro: ["SELECT"],
+};
+export const LOGIN_SEQUENCE_PRIVILEGES: Record<LoginKind, readonly string[]> = {
+  rw: ["SELECT", "UPDATE", "USAGE"],
+  ro: ["SELECT"],
+};
+/** What the group (and so both logins) holds on the database; PUBLIC holds nothing. */
+export const GROUP_DATABASE_PRIVILEGES = ["CONNECT"] as const;
+export const GROUP_SCHEMA_PRIVILEGES = ["USAGE"] as const;
+/** Extensions every tenant database has. */
+export const TENANT_EXTENSIONS = ["pgcrypto"] as const;
+
+export interface RoleSpec {
+  kind: RoleKind;
+  name: string;
+  login: boolean;
+  connectionLimit: number;
+  /** Group roles this role is a member of (only ever the tenant's own group). */
+  memberOf: string[];
+  statementTimeoutMs?: number;
+}
+
+export type GrantObjectType = "database" | "schema" | "table" | "sequence";
+
+export interface GrantSpec {
+  /** Stable key within the tenant, part of the resource's logical name. */
+  key: string;
+  role: string;
+  database: string;
+  schema?: string;
+  objectType: GrantObjectType;
+  privileges: string[];
+}
+
+export interface DefaultPrivilegeSpec {
+  key: string;
+  role: string;
+  database: string;
+  /** The role whose future objects get these privileges: migrations run as it. */
+  owner: string;
+  schema: string;
+  objectType: "table" | "sequence";
+  privileges: string[];
+}
+
+export interface TenantModel {
+  id: string;
+  displayName: string;
+  tier: string;
+  state: TenantState;
+  names: TenantNames;
+  /** Pulumi logical names (see naming.ts). */
+  logical: { tenant: string; placement: string };
+  database: { name: string; owner: string; template: string; connectionLimit: number };
+  roles: RoleSpec[];
+  /** In dependency order: each grant on the database runs after the one before it. */
+  grants: GrantSpec[];
+  defaultPrivileges: DefaultPrivilegeSpec[];
+  extensions: string[];
+  key: { alias: string; encryptionContext: Record<string, string> };
+  /** Tags/labels every tenant resource that takes them carries. */
+  tags: Record<string, string>;
+}
+
+export const TENANT_TAG = "pg-tenants:tenant";
+
+/** Builds one tenant's model from its file and the stack config. Pure and deterministic. */
+export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel {
+  const names = tenantNames(cfg.namePrefix, tenant.id);
+  const cluster: ClusterConfig = cfg.clusters[tenant.tier];
+  const connectionLimit = tenant.limits?.connectionLimit ?? cluster.connectionLimit;
+  const statementTimeoutMs = tenant.limits?.statementTimeoutMs ?? cluster.statementTimeoutMs;
+  const db = names.database;
+
+  const nologin = (kind: RoleKind): RoleSpec => ({
+    kind,
+    name: names[kind],
+    login: false,
+    connectionLimit: 0,
+    memberOf: [],
+  });
+  const login = (kind: LoginKind): RoleSpec => ({
+    kind,
+    name: names[kind],
+    login: true,
+    connectionLimit,
+    memberOf: [names.group],
+    ...(statementTimeoutMs !== undefined ? { statementTimeoutMs } : {}),
+  });
+
+  const grants: GrantSpec[] = [
+    { key: "public-revoke", role: "public", database: db, objectType: "database", privileges: [] },
+    {
+      key: "group-connect",
+      role: names.group,
+      database: db,
+      objectType: "database",
+      privileges: [...GROUP_DATABASE_PRIVILEGES],
+    },
+  ];
+  const defaultPrivileges: DefaultPrivilegeSpec[] = [];
+  for (const schema of cfg.appSchemas) {
+    grants.push({
+      key: `${schema}-usage`,
+      role: names.group,
+      database: db,
+      schema,
+      objectType: "schema",
+      privileges: [...GROUP_SCHEMA_PRIVILEGES],
+    });
+    for (const kind of ["rw", "ro"] as const) {
+      grants.push(
+        {
+          key: `${schema}-tables-${kind}`,
+          role: names[kind],
+          database: db,
+          schema,
+          objectType: "table",
+          privileges: [...LOGIN_TABLE_PRIVILEGES[kind]],
+        },
+        {
+          key: `${schema}-sequences-${kind}`,
+          role: names[kind],
+          database: db,
+          schema,
+          objectType: "sequence",
+          privileges: [...LOGIN_SEQUENCE_PRIVILEGES[kind]],
+        },
+      );
+      defaultPrivileges.push(
+        {
+          key: `${schema}-tables-${kind}`,
+          role: names[kind],
+          database: db,
+          owner: names.owner,
+          schema,
+          objectType: "table",
+          privileges: [...LOGIN_TABLE_PRIVILEGES[kind]],
+        },
+        {
+          key: `${schema}-sequences-${kind}`,
+          role: names[kind],
+          database: db,
+          owner: names.owner,
+          schema,
+          objectType: "sequence",
+          privileges: [...LOGIN_SEQUENCE_PRIVILEGES[kind]],
+        },
+      );
+    }
+  }
+
+  return {
+    id: tenant.id,
+    displayName: tenant.displayName,
+    tier: tenant.tier,
+    state: tenant.state,
+    names,
+    logical: {
+      tenant: tenantLogicalName(tenant.id),
+      placement: placementLogicalName(tenant.id, tenant.tier),
+    },
+    database: { name: db, owner: names.owner, template: cfg.template, connectionLimit },
+    roles: [nologin("group"), nologin("owner"), login("rw"), login("ro")],
+    grants,
+    defaultPrivileges,
+    extensions: [...TENANT_EXTENSIONS],
+    key: {
+      alias: keyAliasName(cfg.keys.aliasPrefix, tenant.id),
+      encryptionContext: { tenant: tenant.id },
+    },
+    tags: { [TENANT_TAG]: tenant.id, "pg-tenants:stack": cfg.stack },
+  };
+}
+
+/** The fleet of a stack: every tenant's model, and the tenants of each cluster (tier). */
+export interface FleetModel {
+  tenants: TenantModel[];
+  byTier: Record<string, TenantModel[]>;
+}
+
+export function buildFleetModel(tenants: readonly Tenant[], cfg: StackConfig): FleetModel {
+  const models = tenants.map((t) => buildTenantModel(t, cfg));
+  const byTier: Record<string, TenantModel[]> = Object.fromEntries(
+    Object.keys(cfg.clusters).map((tier) => [tier, [] as TenantModel[]]),
+  );
+  for (const m of models) byTier[m.tier].push(m);
+  return { tenants: models, byTier };
+}
+
+/** Names of the stack that no tenant may take (see manifest validation). */
+export function reservedNames(cfg: StackConfig): string[] {
+  return [
+    cfg.template,
+    ...Object.values(cfg.clusters).flatMap((c) => [c.username, c.database]),
+    ...cfg.hba.adminUsers,
+  ];
+}

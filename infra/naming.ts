@@ -1,0 +1,96 @@
+/**
+ * Every PostgreSQL, KMS and Pulumi name pg-tenants derives. Names are pure functions of the
+ * tenant id, the stack's prefix and (for cluster-bound resources) the tier, so they are stable
+ * across runs and never depend on the order or number of tenants in the manifest.
+ * Renaming any logical name below later needs `aliases` on the resource.
+ */
+
+/** PostgreSQL silently truncates identifiers longer than this many bytes (NAMEDATALEN - 1). */
+export const PG_MAX_IDENTIFIER_BYTES = 63;
+
+/** Tenant ids: a lowercase ASCII letter, then lowercase ASCII letters, digits or `_`. */
+export const TENANT_ID_PATTERN = /^[a-z][a-z0-9_]*$/;
+
+/** The role suffixes of the isolation model; the group role carries no suffix. */
+export const ROLE_SUFFIXES = { group: "", owner: "_owner", rw: "_rw", ro: "_ro" } as const;
+
+export type RoleKind = keyof typeof ROLE_SUFFIXES;
+export type LoginKind = "rw" | "ro";
+export const LOGIN_KINDS: readonly LoginKind[] = ["rw", "ro"];
+
+/** Restore databases are `<database>_restore_<YYYYMMDDHHMMSS>`: the longest name derived from an id. */
+export const RESTORE_INFIX = "_restore_";
+const RESTORE_SUFFIX_LENGTH = RESTORE_INFIX.length + "YYYYMMDDHHMMSS".length;
+
+/** The longest suffix any derived PostgreSQL identifier appends to `<prefix><id>`. */
+export const LONGEST_SUFFIX_LENGTH = Math.max(
+  RESTORE_SUFFIX_LENGTH,
+  ...Object.values(ROLE_SUFFIXES).map((s) => s.length),
+);
+
+/** Tenant ids must not end like a derived name, or `acme_rw`'s group would be `acme`'s rw login. */
+export const RESERVED_ID_ENDINGS = ["_owner", "_rw", "_ro"];
+
+/** The longest tenant id whose every derived identifier fits in 63 bytes without truncation. */
+export function maxTenantIdLength(prefix: string): number {
+  return PG_MAX_IDENTIFIER_BYTES - Buffer.byteLength(prefix) - LONGEST_SUFFIX_LENGTH;
+}
+
+export interface TenantNames {
+  /** The tenant's database: unique per cluster because the id is unique in the manifest. */
+  database: string;
+  group: string;
+  owner: string;
+  rw: string;
+  ro: string;
+}
+
+/** PostgreSQL names of a tenant: `<prefix><id>` plus a fixed suffix per role kind. */
+export function tenantNames(prefix: string, id: string): TenantNames {
+  const base = `${prefix}${id}`;
+  return {
+    database: base,
+    group: base + ROLE_SUFFIXES.group,
+    owner: base + ROLE_SUFFIXES.owner,
+    rw: base + ROLE_SUFFIXES.rw,
+    ro: base + ROLE_SUFFIXES.ro,
+  };
+}
+
+/** A restore target: the timestamp keeps parallel restores of one tenant apart. */
+export function restoreDatabaseName(prefix: string, id: string, at: Date): string {
+  const stamp = at
+    .toISOString()
+    .replace(/[-:T]/g, "")
+    .slice(0, "YYYYMMDDHHMMSS".length);
+  return `${prefix}${id}${RESTORE_INFIX}${stamp}`;
+}
+
+/** Logical name of a tenant's component: the id alone, unique in the manifest. */
+export function tenantLogicalName(id: string): string {
+  return id;
+}
+
+/**
+ * Logical name of a tenant's placement on one cluster. The tier is part of it so that editing
+ * `tier` alone plans a delete of the protected database (refused) instead of silently
+ * re-pointing state at another cluster, and so a move can declare source and target at once.
+ */
+export function placementLogicalName(id: string, tier: string): string {
+  return `${id}@${tier}`;
+}
+
+/** Logical name of a cluster's provider: tiers are unique keys of the stack config. */
+export function clusterProviderName(tier: string): string {
+  return `cluster-${tier}`;
+}
+
+/** KMS alias of a tenant's key: one alias per id under the stack's alias prefix. */
+export function keyAliasName(aliasPrefix: string, id: string): string {
+  return `alias/${aliasPrefix}/${id}`;
+}
+
+/** Secrets Manager name of one login's credentials: unique per id and login kind. */
+export function credentialsSecretName(aliasPrefix: string, id: string, login: LoginKind): string {
+  return `${aliasPrefix}/${id}/${login}`;
+}
