@@ -1,0 +1,98 @@
+import * as fs from "fs";
+import * as path from "path";
+import { parse } from "yaml";
+import { parseStackConfig, PROJECT, StackConfig, stackFile } from "../infra/config";
+import { InputError } from "../infra/issues";
+import { loadManifest, Tenant } from "../infra/manifest";
+import { reservedNames } from "../infra/model";
+
+/**
+ * Reading a stack outside the Pulumi engine, for the commands around the program (check, hba,
+ * audit, local, move, ...): the same parser the program uses, fed from stacks/Pulumi.<stack>.yaml.
+ */
+
+export interface StackFile {
+  /** Config keys of the project namespace, without `pg-tenants:`; secure values left out. */
+  raw: Record<string, unknown>;
+  /** Keys whose value is encrypted (`secure:`) and so unreadable without the Pulumi CLI. */
+  secureKeys: string[];
+  /** Config of other namespaces (e.g. `aws:region`), as written. */
+  other: Record<string, unknown>;
+}
+
+/** Parses stacks/Pulumi.<stack>.yaml under `root`; a missing file names the stacks there are. */
+export function readStackFile(stack: string, root = process.cwd()): StackFile {
+  const file = path.join(root, stackFile(stack));
+  if (!fs.existsSync(file)) {
+    const known = listStacks(root);
+    throw new InputError(`Unknown stack ${JSON.stringify(stack)}:`, [
+      { file: stackFile(stack), field: "", message: `not found; stacks here: ${known.join(", ") || "none"}` },
+    ]);
+  }
+  const doc = (parse(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+  const raw: Record<string, unknown> = {};
+  const other: Record<string, unknown> = {};
+  const secureKeys: string[] = [];
+  for (const [fullKey, value] of Object.entries(doc.config ?? {})) {
+    const [namespace, key] = fullKey.includes(":") ? fullKey.split(":", 2) : [PROJECT, fullKey];
+    if (namespace !== PROJECT) {
+      other[fullKey] = value;
+    } else if (containsSecure(value)) {
+      secureKeys.push(key);
+    } else {
+      raw[key] = value;
+    }
+  }
+  return { raw, secureKeys, other };
+}
+
+function containsSecure(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if ("secure" in value) return true;
+  return Object.values(value).some(containsSecure);
+}
+
+/** The stacks that have a config file in stacks/. */
+export function listStacks(root = process.cwd()): string[] {
+  const dir = path.join(root, "stacks");
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .sort();
+}
+
+/** The validated config of a stack, read from its file. */
+export function loadStack(stack: string, root = process.cwd()): StackConfig {
+  return parseStackConfig(stack, readStackFile(stack, root).raw);
+}
+
+/** The validated tenants of a stack's manifest folder. */
+export function loadStackTenants(cfg: StackConfig, root = process.cwd()): Tenant[] {
+  return loadManifest(path.resolve(root, cfg.tenantsDir), manifestContext(cfg), root);
+}
+
+/** What manifest validation needs from a stack config. */
+export function manifestContext(cfg: StackConfig) {
+  return {
+    namePrefix: cfg.namePrefix,
+    tiers: Object.keys(cfg.clusters),
+    reservedNames: reservedNames(cfg),
+  };
+}
+
+/**
+ * A tier's provisioning password for the tools: `PGTENANTS_PASSWORD_<TIER>` (tier upper-cased),
+ * else the value `fallback` supplies (e.g. the local clusters' state file). Never logged.
+ */
+export function clusterPassword(tier: string, fallback?: (tier: string) => string | undefined): string {
+  const envName = `PGTENANTS_PASSWORD_${tier.toUpperCase()}`;
+  const value = process.env[envName] ?? fallback?.(tier);
+  if (value === undefined || value === "") {
+    throw new Error(
+      `No provisioning password for cluster "${tier}": set ${envName} (the secret pg-tenants:clusterPasswords.${tier} of the stack).`,
+    );
+  }
+  return value;
+}
