@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { InputError, zodIssues } from "./issues";
 import { maxTenantIdLength, TENANT_ID_PATTERN } from "./naming";
+import { SHARD_FIELDS, shardConfigIssues, ShardSchema } from "./shards";
 
 /** The Pulumi project name: the namespace of every config key (`pg-tenants:clusters`). */
 export const PROJECT = "pg-tenants";
@@ -83,10 +84,31 @@ const StackConfigSchema = z.strictObject({
   appSchemas: z.array(identifier).min(1, { error: "must list at least one schema" }).default(["app"]),
   tenantsDir: z.string({ error: "must be a folder path" }).default("tenants"),
   clusters: z
-    .record(identifier, ClusterSchema, { error: "must map each tier to its cluster" })
-    .refine((c) => Object.keys(c).length > 0, { error: "must declare at least one tier" }),
+    .record(z.string(), ClusterSchema, { error: "must map each tier to its cluster" })
+    .superRefine((clusters, ctx) => {
+      if (Object.keys(clusters).length === 0) {
+        ctx.addIssue({ code: "custom", message: "must declare at least one tier" });
+      }
+      for (const tier of Object.keys(clusters)) {
+        if (!TENANT_ID_PATTERN.test(tier)) {
+          ctx.addIssue({ code: "custom", path: [tier], message: "tier names must match ^[a-z][a-z0-9_]*$" });
+        }
+      }
+    }),
   keys: KeysSchema,
   hba: HbaSchema,
+  /**
+   * Days an offboarded tenant's database, final dump and key are kept after `offboardedAt`
+   * before `npm run offboard -- <id> --purge` may remove them.
+   */
+  retentionDays: z
+    .number({ error: "must be a number" })
+    .int({ error: "must be a whole number of days" })
+    .min(0, { error: "must be 0 or more days" })
+    .max(3650, { error: "must be at most 3650 days" })
+    .default(30),
+  /** The tenants this stack declares (see infra/shards.ts); absent: the whole manifest. */
+  shard: ShardSchema.optional(),
 });
 
 export type ClusterConfig = z.output<typeof ClusterSchema>;
@@ -121,7 +143,7 @@ export function parseStackConfig(stack: string, raw: Record<string, unknown>): S
     field: `${PROJECT}:${k}`,
     message: `unknown setting; allowed: ${[...CONFIG_KEYS, ...SECRET_KEYS].join(", ")}`,
   }));
-  const input = Object.fromEntries(Object.entries(raw).filter(([k]) => !SECRET_KEYS.includes(k)));
+  const input = Object.fromEntries(Object.entries(raw).filter(([k]) => CONFIG_KEYS.includes(k)));
   const parsed = StackConfigSchema.safeParse(input);
   if (!parsed.success) {
     issues.push(
@@ -130,6 +152,9 @@ export function parseStackConfig(stack: string, raw: Record<string, unknown>): S
         field: `${PROJECT}:${i.field}`,
       })),
     );
+  }
+  if (parsed.success && parsed.data.shard !== undefined) {
+    issues.push(...shardConfigIssues(file, `${PROJECT}:shard`, parsed.data.shard, Object.keys(parsed.data.clusters)));
   }
   if (parsed.success && maxTenantIdLength(parsed.data.namePrefix) < 1) {
     issues.push({ file, field: `${PROJECT}:namePrefix`, message: "is too long to leave room for tenant ids" });
@@ -145,11 +170,10 @@ function allowedKeysAt(path: PropertyKey[]): readonly string[] {
   if (path[0] === "clusters") return Object.keys(ClusterSchema.shape);
   if (path[0] === "keys") return Object.keys(KeysSchema.shape);
   if (path[0] === "hba") return Object.keys(HbaSchema.shape);
+  if (path[0] === "shard") return SHARD_FIELDS;
   return [];
 }
 
-/** The tenant id alphabet, re-exported so the config's users need not import naming. */
-export { TENANT_ID_PATTERN };
 
 /** The stack config as the running Pulumi program sees it. */
 export function loadStackConfig(): StackConfig {

@@ -5,8 +5,13 @@ import { z } from "zod";
 import { InputError, InputIssue, zodIssues } from "./issues";
 import { maxTenantIdLength, RESERVED_ID_ENDINGS, TENANT_ID_PATTERN, tenantNames } from "./naming";
 
-export const TENANT_STATES = ["active"] as const;
+export const TENANT_STATES = ["active", "offboarded"] as const;
 export type TenantState = (typeof TENANT_STATES)[number];
+
+/** A string field whose absence and wrong type get different, precise messages. */
+function text(message = "must be a string") {
+  return z.string({ error: (issue) => (issue.input === undefined ? "is required" : message) });
+}
 
 const LimitsSchema = z.strictObject({
   connectionLimit: z
@@ -24,27 +29,47 @@ const LimitsSchema = z.strictObject({
     .describe("Statement timeout of the login roles in milliseconds (default: the tier's)."),
 });
 
+/** A calendar day, `2026-11-26` (the YAML core schema reads it as a string, quoted or not). */
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+/** True for a real calendar day in YYYY-MM-DD form (2026-02-30 is not one). */
+export function isCalendarDate(value: string): boolean {
+  if (!ISO_DATE.test(value)) return false;
+  const d = new Date(`${value}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === value;
+}
+
+const MoveSchema = z
+  .strictObject({
+    to: text().describe("The tier the tenant moves to; `npm run move -- <id>` copies the data."),
+  })
+  .describe("A declared tier move: the program provisions the target; the move command copies and switches.");
+
 /** The shape of one `tenants/<id>.yaml`; `tenants/tenant.schema.json` is generated from it. */
 export const TenantFileSchema = z
   .strictObject({
-    id: z
-      .string({ error: "must be a string" })
+    id: text()
       .regex(TENANT_ID_PATTERN, {
         error: "must match ^[a-z][a-z0-9_]*$ (a lowercase letter, then lowercase letters, digits or _)",
       })
       .describe("Stable tenant id; the file must be named <id>.yaml. Never change it."),
-    displayName: z
-      .string({ error: "must be a string" })
+    displayName: text()
       .min(1, { error: "must not be empty" })
       .max(200, { error: "must be at most 200 characters" })
       .describe("Human-readable name, used in tags and reports only."),
-    tier: z
-      .string({ error: "must be a string" })
+    tier: text()
       .describe("A tier of the stack config (pg-tenants:clusters); decides the cluster."),
     state: z
       .enum(TENANT_STATES, { error: `must be one of ${TENANT_STATES.join(", ")}` })
       .default("active")
       .describe("Lifecycle state of the tenant."),
+    offboardedAt: z
+      .string({ error: "must be a date YYYY-MM-DD" })
+      .regex(ISO_DATE, { error: "must be a date YYYY-MM-DD" })
+      .refine(isCalendarDate, { error: "is not a calendar day (YYYY-MM-DD)" })
+      .optional()
+      .describe("Day the tenant was offboarded (YYYY-MM-DD); required with state: offboarded. Retention counts from it."),
+    move: MoveSchema.optional(),
     limits: LimitsSchema.optional(),
   })
   .describe("One tenant of pg-tenants: its own database, roles, grants, key and credentials.");
@@ -128,6 +153,7 @@ export function parseManifest(files: readonly SourceFile[], ctx: ManifestContext
     } else {
       firstFileOfId.set(tenant.id, file);
     }
+    for (const [field, message] of lifecycleIssues(tenant, ctx)) fileIssue(field, message);
     tenants.push({ ...tenant, file });
   }
 
@@ -137,8 +163,34 @@ export function parseManifest(files: readonly SourceFile[], ctx: ManifestContext
   return tenants.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
+/**
+ * Rules between fields of one file: offboarding is dated, and a move names another known tier
+ * of a tenant that is still active. Returned as [field, message] pairs.
+ */
+function lifecycleIssues(tenant: TenantFile, ctx: ManifestContext): [string, string][] {
+  const out: [string, string][] = [];
+  if (tenant.state === "offboarded" && tenant.offboardedAt === undefined) {
+    out.push(["offboardedAt", "is required with state: offboarded (the day retention starts, YYYY-MM-DD)"]);
+  }
+  if (tenant.state !== "offboarded" && tenant.offboardedAt !== undefined) {
+    out.push(["offboardedAt", "is only allowed with state: offboarded"]);
+  }
+  if (tenant.move !== undefined) {
+    if (tenant.state === "offboarded") {
+      out.push(["move", "an offboarded tenant cannot move; remove move"]);
+    }
+    if (tenant.move.to === tenant.tier) {
+      out.push(["move.to", `is the tenant's tier already (${tenant.tier}); name another tier or remove move`]);
+    } else if (!ctx.tiers.includes(tenant.move.to)) {
+      out.push(["move.to", `unknown tier ${JSON.stringify(tenant.move.to)}; the stack has: ${ctx.tiers.join(", ")}`]);
+    }
+  }
+  return out;
+}
+
 function allowedKeysAt(p: PropertyKey[]): readonly string[] {
   if (p[0] === "limits") return Object.keys(LimitsSchema.shape);
+  if (p[0] === "move") return Object.keys(MoveSchema.shape);
   return Object.keys(TenantFileSchema.shape);
 }
 

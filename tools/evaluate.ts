@@ -17,6 +17,8 @@ export interface EvaluateOptions {
   mocks: pulumi.runtime.Mocks;
   /** Preview (dry run) or update; default update, so outputs of mocks are known. */
   preview?: boolean;
+  /** Called after the mock runtime is set up and before the program runs (e.g. to add transforms). */
+  beforeRun?: () => void;
 }
 
 export async function evaluateProgram(options: EvaluateOptions): Promise<FleetOutputs> {
@@ -28,7 +30,26 @@ export async function evaluateProgram(options: EvaluateOptions): Promise<FleetOu
   await pulumi.runtime.setMocks(options.mocks, PROJECT, options.stack, options.preview ?? false);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const program = require(path.join(__dirname, "..", "infra")) as () => Promise<FleetOutputs>;
-  const outputs = await program();
-  await pulumi.runtime.disconnect();
+  // Inside a root Stack resource, as the engine runs it: stack transforms and parents work.
+  // A program error is caught inside the stack and rethrown after it: thrown inside, the SDK's
+  // internal promises would also reject, unhandled, as the engine's host would have absorbed them.
+  let outputs: FleetOutputs | undefined;
+  let failure: { error: unknown } | undefined;
+  try {
+    await pulumi.runtime.runInPulumiStack(async () => {
+      try {
+        options.beforeRun?.();
+        outputs = await program();
+      } catch (error) {
+        failure = { error };
+        return {};
+      }
+      return outputs;
+    });
+  } finally {
+    await pulumi.runtime.disconnect();
+  }
+  if (failure !== undefined) throw failure.error;
+  if (outputs === undefined) throw new Error("internal: the program returned no outputs");
   return outputs;
 }

@@ -1,0 +1,32 @@
+import * as fs from "fs";
+import * as path from "path";
+import { tenantJsonSchema } from "../infra/manifest";
+
+/**
+ * `npm run schema`: writes tenants/tenant.schema.json from the manifest's zod schema, so editors
+ * validate tenant files with exactly the rules the program applies. `--check` only compares.
+ */
+export const SCHEMA_PATH = path.join("tenants", "tenant.schema.json");
+
+export function renderSchema(): string {
+  return JSON.stringify(tenantJsonSchema(), null, 2) + "\n";
+}
+
+function main(argv: string[]): number {
+  const file = path.resolve(SCHEMA_PATH);
+  const text = renderSchema();
+  if (argv.includes("--check")) {
+    const current = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+    if (current !== text) {
+      console.error(`${SCHEMA_PATH} is out of date: run npm run schema`);
+      return 1;
+    }
+    console.log(`${SCHEMA_PATH} is up to date`);
+    return 0;
+  }
+  fs.writeFileSync(file, text);
+  console.log(`wrote ${SCHEMA_PATH}`);
+  return 0;
+}
+
+if (require.main === module) process.exitCode = main(process.argv.slice(2));
