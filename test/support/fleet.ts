@@ -1,0 +1,233 @@
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { stringify } from "yaml";
+import type { Credentials } from "../../infra/components/credentials";
+import type { TenantSummary } from "../../infra/components/tenant";
+import { parseStackConfig, StackConfig } from "../../infra/config";
+import { renderHba } from "../../infra/hba";
+import type { TenantFile } from "../../infra/manifest";
+import type { FleetOutputs } from "../../infra/program";
+import { RunningCluster, startCluster } from "../../tools/cluster";
+import { evaluateProgram } from "../../tools/evaluate";
+import { ApplyingMocks } from "./applier";
+
+/**
+ * The integration harness: one real cluster per tier on free ports in a temporary folder, the
+ * rendered pg_hba.conf in place (scram-sha-256, an explicit reject; never trust), and the real
+ * program (infra/) run under mocks that apply every resource to those clusters.
+ */
+
+export const FLEET_STACK = "integration";
+export const PROVISIONER = "pgtenants_provisioner";
+export const TEMPLATE = "customer_template_v1";
+const TEMPLATE_SQL = path.join(__dirname, "..", "..", "templates", `${TEMPLATE}.sql`);
+
+export interface FleetTenant {
+  id: string;
+  tier: string;
+  displayName?: string;
+  limits?: TenantFile["limits"];
+}
+
+export interface FleetOptions {
+  tiers: string[];
+  /** Tenants to write as files, or a folder of tenant files to use as it is. */
+  tenants: FleetTenant[] | string;
+  pgVersion?: 15 | 17;
+}
+
+export interface ResolvedOutputs {
+  tenants: Record<string, TenantSummary>;
+  credentials: Record<string, { rw: Credentials; ro: Credentials; dataKey: string }>;
+  pgHba: Record<string, string>;
+}
+
+export interface ApplyResult {
+  outputs: ResolvedOutputs;
+  /** The statements this run issued. */
+  statements: string[];
+}
+
+export interface Fleet {
+  root: string;
+  /** The tenants folder the program reads. */
+  tenantsDir: string;
+  clusters: Record<string, RunningCluster>;
+  /** The raw stack config of the run (keys without namespace), passwords included. */
+  config: Record<string, unknown>;
+  stackConfig: StackConfig;
+  outputs: ResolvedOutputs;
+  /** Every statement the applier issued so far, in order. */
+  statements: string[];
+  applier: ApplyingMocks;
+  /** Runs the program again (optionally over another manifest) and writes the new pg_hba files. */
+  apply(tenants?: FleetTenant[]): Promise<ApplyResult>;
+  stop(): Promise<void>;
+}
+
+/** A port the OS says is free right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const secret = () => randomBytes(18).toString("base64url");
+
+export function writeTenantFiles(dir: string, tenants: readonly FleetTenant[]): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of fs.readdirSync(dir)) if (f.endsWith(".yaml")) fs.rmSync(path.join(dir, f));
+  for (const t of tenants) {
+    const doc = {
+      id: t.id,
+      displayName: t.displayName ?? `Tenant ${t.id}`,
+      tier: t.tier,
+      state: "active",
+      ...(t.limits ? { limits: t.limits } : {}),
+    };
+    fs.writeFileSync(path.join(dir, `${t.id}.yaml`), stringify(doc));
+  }
+}
+
+export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-fleet-"));
+  // The server runs as the OS user postgres under root: it must reach the data folders.
+  fs.chmodSync(root, 0o755);
+  const tenantsDir = typeof opts.tenants === "string" ? opts.tenants : path.join(root, "tenants");
+  if (typeof opts.tenants !== "string") writeTenantFiles(tenantsDir, opts.tenants);
+
+  const clusters: Record<string, RunningCluster> = {};
+  const passwords: Record<string, string> = {};
+  const clusterConfig: Record<string, unknown> = {};
+  try {
+    for (const tier of opts.tiers) {
+      const port = await freePort();
+      passwords[tier] = secret();
+      clusters[tier] = await startCluster({
+        tier,
+        port,
+        dataDir: path.join(root, tier),
+        superuserPassword: secret(),
+        provisioner: { name: PROVISIONER, password: passwords[tier] },
+        template: { name: TEMPLATE, sqlFile: TEMPLATE_SQL },
+        pgVersion: opts.pgVersion,
+      });
+      clusterConfig[tier] = {
+        host: clusters[tier].host,
+        port,
+        username: PROVISIONER,
+        sslmode: "disable",
+        maxConnections: 4,
+        connectionLimit: 20,
+        statementTimeoutMs: 30000,
+      };
+    }
+  } catch (err) {
+    await Promise.all(Object.values(clusters).map((c) => c.stop()));
+    fs.rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+
+  const config: Record<string, unknown> = {
+    namePrefix: "tenant_",
+    template: TEMPLATE,
+    appSchemas: ["app"],
+    tenantsDir,
+    clusters: clusterConfig,
+    keys: { provider: "local" },
+    hba: {
+      connectionType: "host",
+      clientCidrs: ["127.0.0.1/32"],
+      adminCidrs: ["127.0.0.1/32"],
+      adminUsers: ["postgres"],
+    },
+    clusterPasswords: passwords,
+  };
+  const plain = Object.fromEntries(
+    Object.entries(config).filter(([k]) => k !== "clusterPasswords"),
+  );
+  const stackConfig = parseStackConfig(FLEET_STACK, plain);
+
+  // Before the first run each cluster admits only its administrators, as rendered for no tenant.
+  for (const [tier, cluster] of Object.entries(clusters)) {
+    await cluster.writeHba(renderHba(tier, PROVISIONER, stackConfig.hba, []));
+  }
+
+  const applier = new ApplyingMocks();
+  const fleet: Fleet = {
+    root,
+    tenantsDir,
+    clusters,
+    config,
+    stackConfig,
+    outputs: { tenants: {}, credentials: {}, pgHba: {} },
+    statements: applier.statements,
+    applier,
+    async apply(tenants?: FleetTenant[]): Promise<ApplyResult> {
+      if (tenants !== undefined) writeTenantFiles(tenantsDir, tenants);
+      const first = applier.statements.length;
+      try {
+        const raw = await evaluateProgram({
+          stack: FLEET_STACK,
+          config,
+          mocks: applier,
+          beforeRun: () =>
+            pulumi.runtime.registerStackTransformation((args) => {
+              if (args.opts.ignoreChanges !== undefined)
+                applier.ignoreChanges.set(args.name, args.opts.ignoreChanges);
+              return undefined;
+            }),
+        });
+        await applier.finishRun();
+        const outputs = await resolveOutputs(raw);
+        for (const [tier, text] of Object.entries(outputs.pgHba))
+          await clusters[tier].writeHba(text);
+        fleet.outputs = outputs;
+        return { outputs, statements: applier.statements.slice(first) };
+      } finally {
+        await applier.close();
+      }
+    },
+    async stop(): Promise<void> {
+      await applier.close();
+      await Promise.all(Object.values(clusters).map((c) => c.stop()));
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+  try {
+    await fleet.apply();
+  } catch (err) {
+    await fleet.stop();
+    throw err;
+  }
+  return fleet;
+}
+
+function settle<T>(value: pulumi.Input<T> | undefined): Promise<T | undefined> {
+  if (value === undefined) return Promise.resolve(undefined);
+  return new Promise((resolve) =>
+    pulumi.output(value).apply((v) => {
+      resolve(v as T);
+      return v;
+    }),
+  );
+}
+
+async function resolveOutputs(raw: FleetOutputs): Promise<ResolvedOutputs> {
+  const credentials = (await settle(raw.credentials)) ?? {};
+  return {
+    tenants: raw.tenants,
+    credentials: credentials as ResolvedOutputs["credentials"],
+    pgHba: raw.pgHba,
+  };
+}

@@ -1,0 +1,76 @@
+import * as fs from "fs";
+import * as path from "path";
+import type { StackConfig } from "../infra/config";
+import { renderHba } from "../infra/hba";
+import type { Tenant } from "../infra/manifest";
+import { buildFleetModel } from "../infra/model";
+import {
+  CommandIo,
+  EXIT,
+  loadContext,
+  parseCommandArgs,
+  processIo,
+  runCommand,
+  UsageError,
+} from "./lib/cli";
+
+/**
+ * `npm run hba -- --stack <name> --out <dir>`: writes `<dir>/pg_hba.<tier>.conf` for every
+ * cluster of a stack, rendered from the tenants manifest by the program's own renderer, without
+ * Pulumi. The files equal the stack output `pgHba` of the same manifest.
+ */
+
+const USAGE = "npm run hba -- --stack <name> --out <dir>";
+
+/** Each cluster's pg_hba.conf, from the whole manifest: every tenant on the tier, moves included. */
+export function renderStackHba(
+  cfg: StackConfig,
+  tenants: readonly Tenant[],
+): Record<string, string> {
+  const fleet = buildFleetModel(tenants, cfg);
+  return Object.fromEntries(
+    Object.keys(cfg.clusters).map((tier) => [
+      tier,
+      renderHba(tier, cfg.clusters[tier].username, cfg.hba, [
+        ...fleet.byTier[tier],
+        ...(fleet.movingIn?.[tier] ?? []),
+      ]),
+    ]),
+  );
+}
+
+/** The file a tier's pg_hba.conf is written to. */
+export function hbaFileName(tier: string): string {
+  return `pg_hba.${tier}.conf`;
+}
+
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  return runCommand(io, async () => {
+    const { values } = parseCommandArgs(
+      argv,
+      { stack: { type: "string" }, out: { type: "string" } },
+      USAGE,
+    );
+    if (values.stack === undefined) throw new UsageError(`missing --stack\nusage: ${USAGE}`);
+    if (values.out === undefined) throw new UsageError(`missing --out\nusage: ${USAGE}`);
+    const ctx = loadContext(values.stack, io.root);
+    const out = path.resolve(io.root, values.out);
+    fs.mkdirSync(out, { recursive: true });
+    for (const [tier, text] of Object.entries(renderStackHba(ctx.cfg, ctx.tenants))) {
+      const file = path.join(out, hbaFileName(tier));
+      fs.writeFileSync(file, text);
+      const tenants = text.split("\n").filter((l) => / \+\S+ /.test(l)).length;
+      const rel = path.relative(io.root, file);
+      io.out(
+        `wrote ${rel.startsWith("..") ? file : rel} (cluster ${tier}, ${tenants} tenant line(s))`,
+      );
+    }
+    return EXIT.ok;
+  });
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
