@@ -62,7 +62,7 @@ const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
 /** One connection of the provider: queries are recorded (passwords redacted) before they run. */
 class Session {
   constructor(
-    private readonly client: Client,
+    public readonly client: Client,
     private readonly record: (sql: string) => void,
   ) {}
 
@@ -85,6 +85,9 @@ class Session {
     }
   }
 }
+
+/** Open provider sessions kept at most, across all clusters and databases. */
+const MAX_SESSIONS = 8;
 
 export class ApplyingMocks implements pulumi.runtime.Mocks {
   /** Every statement sent to a cluster, in order, with password literals redacted. */
@@ -202,7 +205,21 @@ export class ApplyingMocks implements pulumi.runtime.Mocks {
   private async session(t: ProviderTarget, database = t.database): Promise<Session> {
     const key = `${t.host}:${t.port}/${database}`;
     const existing = this.sessions.get(key);
-    if (existing !== undefined) return existing;
+    if (existing !== undefined) {
+      // Most recently used last, so the oldest session is the first one closed below.
+      this.sessions.delete(key);
+      this.sessions.set(key, existing);
+      return existing;
+    }
+    // The provider pools connections per database up to maxConnections; a fleet of hundreds of
+    // databases must not hold one connection each. Resources apply one at a time, so no session
+    // is in use when another is opened.
+    while (this.sessions.size >= MAX_SESSIONS) {
+      const [oldestKey, oldest] = this.sessions.entries().next().value as [string, Session];
+      this.sessions.delete(oldestKey);
+      this.clients.splice(this.clients.indexOf(oldest.client), 1);
+      await oldest.client.end().catch(() => undefined);
+    }
     const client = new Client({
       host: t.host,
       port: t.port,

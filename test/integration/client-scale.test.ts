@@ -1,0 +1,304 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "pg";
+import {
+  CredentialsOutput,
+  LocalOutputsCredentials,
+  TenantConnector,
+  TenantDirectory,
+  TenantSummaryView,
+} from "../../client";
+import { parseStackConfig } from "../../infra/config";
+import { renderHba } from "../../infra/hba";
+import { loadManifest } from "../../infra/manifest";
+import { buildTenantModel, TenantModel } from "../../infra/model";
+import { quoteIdent } from "../../infra/sql";
+import { RunningCluster, startCluster } from "../../tools/cluster";
+import { manifestContext } from "../../tools/stack";
+import { freePort, PROVISIONER, TEMPLATE, writeTenantFiles } from "../support/fleet";
+
+/**
+ * 200 tenants under one process-wide cap of 40 connections. The Pulumi harness cannot
+ * provision 200 tenants on one cluster (its applier exhausts the server's 100 connection
+ * slots), so this file creates them directly with SQL from the same tenant model the program
+ * declares (login roles in their group, the database from the template owned by the owner
+ * role, PUBLIC's CONNECT revoked and granted to the group) and the pg_hba.conf the program
+ * renders. The isolation tests against harness-provisioned tenants are in client.test.ts.
+ */
+
+const TENANT_COUNT = 200;
+const CAP = 40;
+const ids = Array.from({ length: TENANT_COUNT }, (_, i) => `t${String(i).padStart(3, "0")}`);
+
+let root: string;
+let cluster: RunningCluster;
+let tenants: Record<string, TenantSummaryView>;
+let credentials: CredentialsOutput;
+let provisionMs = 0;
+const connectors: TenantConnector[] = [];
+
+before(async () => {
+  const started = Date.now();
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-client-scale-"));
+  fs.chmodSync(root, 0o755);
+  const port = await freePort();
+  cluster = await startCluster({
+    tier: "standard",
+    port,
+    dataDir: path.join(root, "standard"),
+    superuserPassword: randomBytes(18).toString("base64url"),
+    provisioner: { name: PROVISIONER, password: randomBytes(18).toString("base64url") },
+    template: {
+      name: TEMPLATE,
+      sqlFile: path.join(__dirname, "..", "..", "templates", `${TEMPLATE}.sql`),
+    },
+  });
+  const cfg = parseStackConfig("integration", {
+    template: TEMPLATE,
+    tenantsDir: path.join(root, "tenants"),
+    clusters: {
+      standard: {
+        host: cluster.host,
+        port,
+        username: PROVISIONER,
+        sslmode: "disable",
+        connectionLimit: 20,
+      },
+    },
+    keys: { provider: "local" },
+    hba: {
+      connectionType: "host",
+      clientCidrs: ["127.0.0.1/32"],
+      adminCidrs: ["127.0.0.1/32"],
+      adminUsers: ["postgres"],
+    },
+  });
+  writeTenantFiles(
+    cfg.tenantsDir,
+    ids.map((id) => ({ id, tier: "standard" })),
+  );
+  const models = loadManifest(cfg.tenantsDir, manifestContext(cfg), root).map((t) =>
+    buildTenantModel(t, cfg),
+  );
+  assert.equal(models.length, TENANT_COUNT);
+
+  tenants = {};
+  credentials = {};
+  // Four sessions share the work: each tenant's statements run in order on one of them.
+  const admins = await Promise.all([1, 2, 3, 4].map(() => cluster.superuserClient()));
+  let next = 0;
+  try {
+    await Promise.all(
+      admins.map(async (admin) => {
+        while (next < models.length) {
+          const model = models[next++];
+          const passwords = {
+            rw: randomBytes(24).toString("base64url"),
+            ro: randomBytes(24).toString("base64url"),
+          };
+          for (const statement of tenantSql(model, passwords, admin)) await admin.query(statement);
+          tenants[model.id] = {
+            cluster: model.tier,
+            host: cluster.host,
+            port,
+            database: model.names.database,
+            roles: {
+              group: model.names.group,
+              owner: model.names.owner,
+              rw: model.names.rw,
+              ro: model.names.ro,
+            },
+          };
+          const login = (kind: "rw" | "ro") => ({
+            host: cluster.host,
+            port,
+            database: model.names.database,
+            user: model.names[kind],
+            password: passwords[kind],
+            sslmode: "disable",
+          });
+          credentials[model.id] = { rw: login("rw"), ro: login("ro") };
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(admins.map((a) => a.end()));
+  }
+  await cluster.writeHba(renderHba("standard", PROVISIONER, cfg.hba, models));
+  provisionMs = Date.now() - started;
+});
+
+after(async () => {
+  await Promise.all(connectors.map((c) => c.close()));
+  await cluster?.stop();
+  if (root !== undefined) fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** The SQL of a tenant's roles, database and database grants, as the model declares them. */
+function tenantSql(model: TenantModel, passwords: { rw: string; ro: string }, c: Client): string[] {
+  const sql: string[] = [];
+  for (const role of model.roles) {
+    const password =
+      role.kind === "rw" || role.kind === "ro"
+        ? ` PASSWORD ${c.escapeLiteral(passwords[role.kind])}`
+        : "";
+    const inRole =
+      role.memberOf.length > 0 ? ` IN ROLE ${role.memberOf.map(quoteIdent).join(", ")}` : "";
+    sql.push(
+      `CREATE ROLE ${quoteIdent(role.name)} WITH ${role.login ? "LOGIN" : "NOLOGIN"} NOSUPERUSER NOCREATEDB NOCREATEROLE ` +
+        `NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${role.connectionLimit}${password}${inRole}`,
+    );
+  }
+  const db = quoteIdent(model.database.name);
+  sql.push(
+    `CREATE DATABASE ${db} OWNER ${quoteIdent(model.database.owner)} TEMPLATE ${quoteIdent(model.database.template)} ` +
+      // FILE_COPY: 200 clones of the template written through the WAL would take far longer.
+      `CONNECTION LIMIT ${model.database.connectionLimit} STRATEGY FILE_COPY`,
+  );
+  for (const grant of model.grants.filter((g) => g.objectType === "database")) {
+    sql.push(
+      `REVOKE ALL PRIVILEGES ON DATABASE ${db} FROM ${grant.role === "public" ? "PUBLIC" : quoteIdent(grant.role)}`,
+    );
+    if (grant.privileges.length > 0) {
+      sql.push(
+        `GRANT ${grant.privileges.join(", ")} ON DATABASE ${db} TO ${quoteIdent(grant.role)}`,
+      );
+    }
+  }
+  return sql;
+}
+
+let appSeq = 0;
+function connector(maxConnectionsPerTenant: number): { tc: TenantConnector; app: string } {
+  const app = `pgt-scale-${process.pid}-${++appSeq}`;
+  const tc = new TenantConnector({
+    directory: new TenantDirectory({ tenants }),
+    credentials: new LocalOutputsCredentials(credentials),
+    maxConnections: CAP,
+    maxConnectionsPerTenant,
+    applicationName: app,
+  });
+  connectors.push(tc);
+  return { tc, app };
+}
+
+/** Samples the server's count of this application's connections until stopped. */
+function sampleBackends(
+  app: string,
+  filter = "true",
+): { stop(): Promise<{ peak: number; samples: number }> } {
+  let running = true;
+  let peak = 0;
+  let samples = 0;
+  const done = (async () => {
+    const admin = await cluster.superuserClient();
+    try {
+      while (running) {
+        const r = await admin.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND ${filter}`,
+          [app],
+        );
+        peak = Math.max(peak, r.rows[0].n);
+        samples++;
+      }
+    } finally {
+      await admin.end();
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await done;
+      return { peak, samples };
+    },
+  };
+}
+
+describe(`client: ${TENANT_COUNT} tenants under a cap of ${CAP} connections`, () => {
+  it("serves a burst over every tenant and login; the server never sees more than the cap", async (t) => {
+    const { tc, app } = connector(5);
+    const sampler = sampleBackends(app);
+    let peakOpen = 0;
+    const started = Date.now();
+    const requests = ids.flatMap((id) =>
+      (["rw", "ro", "rw"] as const).map((login) => ({ id, login })),
+    );
+    const results = await Promise.all(
+      requests.map(({ id, login }) =>
+        tc.withTenant(id, login, async (c) => {
+          peakOpen = Math.max(peakOpen, tc.metrics().open);
+          const r = await (c as Client).query<{ database: string; user: string }>(
+            "SELECT current_database() AS database, current_user AS user, pg_sleep(0.002)",
+          );
+          return { id, login, ...r.rows[0] };
+        }),
+      ),
+    );
+    const burstMs = Date.now() - started;
+    const { peak, samples } = await sampler.stop();
+    t.diagnostic(
+      `provisioned ${TENANT_COUNT} tenants with SQL in ${provisionMs} ms; burst of ${requests.length} requests in ${burstMs} ms; ` +
+        `server peak ${peak} connections over ${samples} samples; ${tc.metrics().connects} connects, ${tc.metrics().evictions} evictions`,
+    );
+
+    assert.equal(results.length, TENANT_COUNT * 3);
+    for (const r of results) {
+      assert.deepEqual(
+        { database: r.database, user: r.user },
+        { database: `tenant_${r.id}`, user: `tenant_${r.id}_${r.login}` },
+      );
+    }
+    assert.ok(samples >= 3, `only ${samples} samples of pg_stat_activity during the burst`);
+    assert.ok(peak <= CAP, `the server saw ${peak} connections from the library`);
+    assert.ok(
+      peak >= CAP / 2,
+      `the burst should have pushed the library near its cap; the server saw at most ${peak}`,
+    );
+    assert.ok(peakOpen <= CAP, `the library held ${peakOpen} connections`);
+    const m = tc.metrics();
+    assert.deepEqual([m.waiting, m.busy, m.waitTimeouts, m.connectFailures], [0, 0, 0, 0]);
+    assert.ok(
+      m.connects >= TENANT_COUNT * 2,
+      `${m.connects} connects for ${TENANT_COUNT * 2} pools`,
+    );
+    // Every connection opened beyond the cap was made room for by closing an idle one.
+    assert.equal(m.evictions + m.idleCloses, m.connects - m.open);
+    assert.ok(m.open <= CAP);
+  });
+
+  it("a tenant flooding requests stays within its own cap and the other 199 complete while it still queues", async () => {
+    const { tc, app } = connector(5);
+    const flooder = ids[0];
+    const floodSampler = sampleBackends(app, `datname = 'tenant_${flooder}'`);
+    const flood = Array.from({ length: 400 }, () =>
+      tc.withTenant(flooder, "rw", (c) => (c as Client).query("SELECT pg_sleep(0.02)")),
+    );
+    const others = await Promise.all(
+      ids.slice(1).map((id) =>
+        tc.withTenant(id, "ro", async (c) => {
+          const r = await (c as Client).query<{ user: string }>("SELECT current_user AS user");
+          return r.rows[0].user;
+        }),
+      ),
+    );
+    const afterOthers = tc.metrics();
+    await Promise.all(flood);
+    const { peak } = await floodSampler.stop();
+
+    assert.deepEqual(
+      others,
+      ids.slice(1).map((id) => `tenant_${id}_ro`),
+    );
+    assert.ok(
+      afterOthers.tenants[flooder].waiting > 0,
+      "the other tenants finished before the flood drained",
+    );
+    assert.equal(afterOthers.tenants[flooder].open, 5);
+    assert.ok(peak <= 5, `the server saw ${peak} connections of the flooding tenant`);
+    assert.equal(tc.metrics().tenants[flooder].waits, 395);
+  });
+});
