@@ -94,3 +94,31 @@ export function keyAliasName(aliasPrefix: string, id: string): string {
 export function credentialsSecretName(aliasPrefix: string, id: string, login: LoginKind): string {
   return `${aliasPrefix}/${id}/${login}`;
 }
+
+/**
+ * The tenant and role kind behind a PostgreSQL role (or database) name: the inverse of
+ * `tenantNames`. Unambiguous because no id ends like a role suffix (RESERVED_ID_ENDINGS);
+ * undefined for a name that is no tenant's (without the prefix, or not a valid id inside).
+ */
+export function parseTenantName(
+  prefix: string,
+  name: string,
+): { id: string; kind: RoleKind } | undefined {
+  if (!name.startsWith(prefix)) return undefined;
+  const rest = name.slice(prefix.length);
+  for (const kind of ["owner", "rw", "ro"] as const) {
+    const suffix = ROLE_SUFFIXES[kind];
+    if (rest.endsWith(suffix) && TENANT_ID_PATTERN.test(rest.slice(0, -suffix.length))) {
+      return { id: rest.slice(0, -suffix.length), kind };
+    }
+  }
+  return TENANT_ID_PATTERN.test(rest) ? { id: rest, kind: "group" } : undefined;
+}
+
+/**
+ * The tenant id a Pulumi logical name derives from: `<id>` (the tenant), `<id>@<tier>` (a
+ * placement) or either followed by `-<suffix>` (their children). Ids contain neither `@` nor `-`.
+ */
+export function tenantIdOfLogicalName(name: string): string | undefined {
+  return /^([a-z][a-z0-9_]*)(?=$|[@-])/.exec(name)?.[1];
+}
