@@ -22,6 +22,8 @@ export function renderHba(
     for (const cidr of hba.adminCidrs) lines.push(`${type} all ${user} ${cidr} scram-sha-256`);
   }
   for (const t of [...tenants].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    // An offboarded tenant is closed: no line admits anyone to its database.
+    if (!t.database.open) continue;
     for (const cidr of hba.clientCidrs) {
       lines.push(`${type} ${t.names.database} +${t.names.group} ${cidr} scram-sha-256`);
     }

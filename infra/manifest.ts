@@ -66,7 +66,7 @@ export const TenantFileSchema = z
     offboardedAt: z
       .string({ error: "must be a date YYYY-MM-DD" })
       .regex(ISO_DATE, { error: "must be a date YYYY-MM-DD" })
-      .refine(isCalendarDate, { error: "is not a calendar day (YYYY-MM-DD)" })
+      .refine((v) => !ISO_DATE.test(v) || isCalendarDate(v), { error: "is not a calendar day (YYYY-MM-DD)" })
       .optional()
       .describe("Day the tenant was offboarded (YYYY-MM-DD); required with state: offboarded. Retention counts from it."),
     move: MoveSchema.optional(),

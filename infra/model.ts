@@ -69,10 +69,16 @@ export interface TenantModel {
   displayName: string;
   tier: string;
   state: TenantState;
+  /** The day an offboarded tenant was offboarded: retention counts from it. */
+  offboardedAt?: string;
   names: TenantNames;
   /** Pulumi logical names (see naming.ts). */
   logical: { tenant: string; placement: string };
-  database: { name: string; owner: string; template: string; connectionLimit: number };
+  /**
+   * `open` is false once the tenant is offboarded: its group loses CONNECT, its logins are
+   * NOLOGIN and pg_hba has no line for it; the database itself and everything in it stay.
+   */
+  database: { name: string; owner: string; template: string; connectionLimit: number; open: boolean };
   roles: RoleSpec[];
   /** In dependency order: each grant on the database runs after the one before it. */
   grants: GrantSpec[];
@@ -81,6 +87,11 @@ export interface TenantModel {
   key: { alias: string; encryptionContext: Record<string, string> };
   /** Tags/labels every tenant resource that takes them carries. */
   tags: Record<string, string>;
+  /**
+   * A declared tier move: the tenant as it will be on the target tier (placement `<id>@<to>`),
+   * declared beside the source placement until `npm run move` switches `tier` over.
+   */
+  move?: { to: string; target: TenantModel };
 }
 
 export const TENANT_TAG = "pg-tenants:tenant";
@@ -100,10 +111,11 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
     connectionLimit: 0,
     memberOf: [],
   });
+  // Offboarded tenants keep their roles (they hold the grants) but nobody logs in as them.
   const login = (kind: LoginKind): RoleSpec => ({
     kind,
     name: names[kind],
-    login: true,
+    login: tenant.state === "active",
     connectionLimit,
     memberOf: [names.group],
     ...(statementTimeoutMs !== undefined ? { statementTimeoutMs } : {}),
@@ -116,7 +128,9 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
       role: names.group,
       database: db,
       objectType: "database",
-      privileges: [...GROUP_DATABASE_PRIVILEGES],
+      // Offboarded: the same grant with no privileges, i.e. CONNECT revoked. The database keeps
+      // ALLOW_CONNECTIONS true so that the provider can still read and refresh the grants in it.
+      privileges: tenant.state === "active" ? [...GROUP_DATABASE_PRIVILEGES] : [],
     },
   ];
   const defaultPrivileges: DefaultPrivilegeSpec[] = [];
@@ -176,12 +190,19 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
     displayName: tenant.displayName,
     tier: tenant.tier,
     state: tenant.state,
+    ...(tenant.offboardedAt !== undefined ? { offboardedAt: tenant.offboardedAt } : {}),
     names,
     logical: {
       tenant: tenantLogicalName(tenant.id),
       placement: placementLogicalName(tenant.id, tenant.tier),
     },
-    database: { name: db, owner: names.owner, template: cfg.template, connectionLimit },
+    database: {
+      name: db,
+      owner: names.owner,
+      template: cfg.template,
+      connectionLimit,
+      open: tenant.state === "active",
+    },
     roles: [nologin("group"), nologin("owner"), login("rw"), login("ro")],
     grants,
     defaultPrivileges,
@@ -191,6 +212,11 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
       encryptionContext: { tenant: tenant.id },
     },
     tags: { [TENANT_TAG]: tenant.id, "pg-tenants:stack": cfg.stack },
+    // The target is exactly the model the tenant has once its file says `tier: <to>`, so the
+    // switch leaves the target placement's inputs unchanged.
+    ...(tenant.move !== undefined
+      ? { move: { to: tenant.move.to, target: buildTenantModel({ ...tenant, tier: tenant.move.to, move: undefined }, cfg) } }
+      : {}),
   };
 }
 
@@ -198,6 +224,8 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
 export interface FleetModel {
   tenants: TenantModel[];
   byTier: Record<string, TenantModel[]>;
+  /** Per tier, the target models of tenants moving onto it (placed there besides their source). */
+  movingIn: Record<string, TenantModel[]>;
 }
 
 export function buildFleetModel(tenants: readonly Tenant[], cfg: StackConfig): FleetModel {
@@ -205,8 +233,14 @@ export function buildFleetModel(tenants: readonly Tenant[], cfg: StackConfig): F
   const byTier: Record<string, TenantModel[]> = Object.fromEntries(
     Object.keys(cfg.clusters).map((tier) => [tier, [] as TenantModel[]]),
   );
-  for (const m of models) byTier[m.tier].push(m);
-  return { tenants: models, byTier };
+  const movingIn: Record<string, TenantModel[]> = Object.fromEntries(
+    Object.keys(cfg.clusters).map((tier) => [tier, [] as TenantModel[]]),
+  );
+  for (const m of models) {
+    byTier[m.tier].push(m);
+    if (m.move !== undefined) movingIn[m.move.to].push(m.move.target);
+  }
+  return { tenants: models, byTier, movingIn };
 }
 
 /** Names of the stack that no tenant may take (see manifest validation). */

@@ -2,9 +2,10 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
 import { parseStackConfig, PROJECT, StackConfig, stackFile } from "../infra/config";
-import { InputError } from "../infra/issues";
+import { InputError, InputIssue } from "../infra/issues";
 import { loadManifest, Tenant } from "../infra/manifest";
 import { reservedNames } from "../infra/model";
+import { deployments, verifyDeployment } from "../infra/shards";
 
 /**
  * Reading a stack outside the Pulumi engine, for the commands around the program (check, hba,
@@ -95,4 +96,27 @@ export function clusterPassword(tier: string, fallback?: (tier: string) => strin
     );
   }
   return value;
+}
+
+/**
+ * Whether the deployment `cfg` belongs to (the stacks of stacks/ that reach one of its clusters
+ * and read its tenants folder) declares every tenant in exactly one shard. A stack file that
+ * does not parse is left out here: its own check reports it.
+ */
+export function deploymentIssues(
+  cfg: StackConfig,
+  tenants: readonly Tenant[],
+  root = process.cwd(),
+): InputIssue[] {
+  const stacks: StackConfig[] = [cfg];
+  for (const name of listStacks(root)) {
+    if (name === cfg.stack) continue;
+    try {
+      stacks.push(loadStack(name, root));
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+    }
+  }
+  const group = deployments(stacks).find((g) => g.some((s) => s.stack === cfg.stack)) ?? [cfg];
+  return verifyDeployment(group, tenants);
 }

@@ -49,10 +49,15 @@ export class TenantPlacement extends pulumi.ComponentResource {
 
     // The provisioning role must be able to connect to the database and grant on objects owned
     // by pg_database_owner after PUBLIC's CONNECT is revoked: it stays a member of the owner.
+    // On PostgreSQL 16+ the provisioning role also holds the owner through the implicit
+    // CREATEROLE grant (ADMIN, granted by the bootstrap superuser). The provider reads whichever
+    // membership row comes first, so its state says withAdminOption true; without ignoring that
+    // ForceNew attribute every later `pulumi up` would replace this grant, and the replaced
+    // grant's deletion (after the new one's creation) would revoke the membership.
     const provisionerOwner = new postgresql.GrantRole(
       `${name}-provisioner-owner`,
       { role: args.provisioner, grantRole: roles.owner.name, withAdminOption: false },
-      { parent: this },
+      { parent: this, ignoreChanges: ["withAdminOption"] },
     );
 
     this.database = new postgresql.Database(

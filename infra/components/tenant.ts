@@ -14,6 +14,8 @@ export interface TenantArgs {
   keys: KeysConfig;
   /** The provider of the cluster of the tenant's tier. */
   provider: postgresql.Provider;
+  /** A declared move: the placement on the target tier, declared beside the source one. */
+  moveTarget?: { model: TenantModel; cluster: ClusterConfig; provider: postgresql.Provider };
 }
 
 /** What the stack exports about a tenant in plain text: names and locations, never secrets. */
@@ -42,6 +44,8 @@ export class Tenant extends pulumi.ComponentResource {
   /** Credentials and data key, for stacks without a secret store: always a secret. */
   public readonly secrets: pulumi.Output<TenantSecrets>;
   public readonly placement: TenantPlacement;
+  /** The placement on the tier a declared move goes to (empty until `npm run move` copies). */
+  public readonly targetPlacement?: TenantPlacement;
 
   constructor(name: string, args: TenantArgs, opts?: pulumi.ComponentResourceOptions) {
     super("pg-tenants:index:Tenant", name, {}, opts);
@@ -64,6 +68,15 @@ export class Tenant extends pulumi.ComponentResource {
       { model, provisioner: args.cluster.username, passwords },
       { parent: this, providers: { postgresql: args.provider } },
     );
+
+    if (args.moveTarget !== undefined) {
+      const target = args.moveTarget;
+      this.targetPlacement = new TenantPlacement(
+        target.model.logical.placement,
+        { model: target.model, provisioner: target.cluster.username, passwords },
+        { parent: this, providers: { postgresql: target.provider } },
+      );
+    }
 
     const credentials = new TenantCredentials(
       `${name}-credentials`,

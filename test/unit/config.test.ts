@@ -58,7 +58,7 @@ describe("parseStackConfig", () => {
       "an unknown setting",
       (r) => (r.colour = "blue"),
       [
-        `${F}: pg-tenants:colour: unknown setting; allowed: namePrefix, template, appSchemas, tenantsDir, clusters, keys, hba, clusterPasswords`,
+        `${F}: pg-tenants:colour: unknown setting; allowed: namePrefix, template, appSchemas, tenantsDir, clusters, keys, hba, retentionDays, shard, clusterPasswords`,
       ],
     ],
     ["a missing template", (r) => delete r.template, [`${F}: pg-tenants:template: must be a string`]],

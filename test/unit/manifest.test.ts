@@ -116,7 +116,7 @@ describe("parseManifest", () => {
     [
       "an unknown field",
       [tenantFile("acme", "owner: bob\n")],
-      ["tenants/acme.yaml: owner: unknown field; allowed: id, displayName, tier, state, limits"],
+      ["tenants/acme.yaml: owner: unknown field; allowed: id, displayName, tier, state, offboardedAt, move, limits"],
     ],
     [
       "an unknown limit",
@@ -126,7 +126,7 @@ describe("parseManifest", () => {
     [
       "an unknown state",
       [tenantFile("acme", "state: paused\n")],
-      ["tenants/acme.yaml: state: must be one of active"],
+      ["tenants/acme.yaml: state: must be one of active, offboarded"],
     ],
     [
       "a connection limit out of range",
@@ -181,7 +181,7 @@ describe("parseManifest", () => {
     const found = problems([tenantFile("Bad"), tenantFile("good"), tenantFile("acme", "tier2: x\n")]);
     assert.deepEqual(found, [
       `tenants/Bad.yaml: id: ${PATTERN}`,
-      "tenants/acme.yaml: tier2: unknown field; allowed: id, displayName, tier, state, limits",
+      "tenants/acme.yaml: tier2: unknown field; allowed: id, displayName, tier, state, offboardedAt, move, limits",
     ]);
   });
 

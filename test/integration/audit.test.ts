@@ -1,0 +1,303 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { AuditReport, Finding } from "../../infra/audit";
+import { main } from "../../tools/audit";
+import { captureIo, passwordEnv, writeStackFile } from "../support/dayTwo";
+import { Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+
+/**
+ * The audit against real clusters provisioned by the real program: a clean fleet audits clean,
+ * and each tampering is reported with the tenant and the invariant it breaks, and nothing else.
+ */
+
+const TENANTS = [
+  { id: "acme", tier: "standard" },
+  { id: "initech", tier: "standard" },
+  { id: "globex", tier: "premium" },
+];
+
+type Brief = Pick<Finding, "tier" | "tenant" | "invariant" | "message">;
+
+describe("npm run audit against a provisioned fleet", () => {
+  let fleet: Fleet;
+
+  before(async () => {
+    fleet = await provisionFleet({ tiers: ["standard", "premium"], tenants: TENANTS });
+    writeStackFile(fleet);
+  });
+  after(async () => {
+    await fleet?.stop();
+  });
+
+  async function audit(): Promise<{ code: number; report: AuditReport }> {
+    const io = captureIo(fleet);
+    const code = await main(["--stack", FLEET_STACK, "--format", "json"], io);
+    assert.deepEqual(io.errors, []);
+    return { code, report: JSON.parse(io.lines.join("\n")) as AuditReport };
+  }
+
+  const violations = (report: AuditReport): Brief[] =>
+    report.findings
+      .filter((f) => f.severity === "violation")
+      .map(({ tier, tenant, invariant, message }) => ({ tier, tenant, invariant, message }));
+
+  async function superuser<T>(
+    tier: string,
+    fn: (q: (sql: string) => Promise<unknown>) => Promise<T>,
+  ): Promise<T> {
+    const c = await fleet.clusters[tier].superuserClient();
+    try {
+      return await fn((sql) => c.query(sql));
+    } finally {
+      await c.end();
+    }
+  }
+
+  it("finds every invariant holding on a fleet just provisioned (exit 0)", async () => {
+    const { code, report } = await audit();
+    assert.deepEqual(violations(report), []);
+    assert.equal(code, 0);
+    assert.equal(report.tenants, 3);
+    assert.deepEqual(report.clusters, ["standard", "premium"]);
+    // The provisioning role is no superuser: pg_hba_file_rules is out of its reach, and said so.
+    assert.deepEqual(
+      report.findings.map((f) => `${f.severity} ${f.tier} ${f.invariant}`),
+      ["notice premium pg-hba-readable", "notice standard pg-hba-readable"],
+    );
+  });
+
+  it("reports CONNECT granted to PUBLIC on a tenant database", async () => {
+    await superuser("standard", (q) => q("GRANT CONNECT ON DATABASE tenant_acme TO PUBLIC"));
+    try {
+      const { code, report } = await audit();
+      assert.equal(code, 1);
+      assert.deepEqual(violations(report), [
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "public-no-connect-or-temp",
+          message: "PUBLIC holds CONNECT on database tenant_acme",
+        },
+      ]);
+    } finally {
+      await superuser("standard", (q) => q("REVOKE CONNECT ON DATABASE tenant_acme FROM PUBLIC"));
+    }
+  });
+
+  it("reports another tenant's group granted to a login, for both tenants", async () => {
+    await superuser("standard", (q) => q("GRANT tenant_initech TO tenant_acme_rw"));
+    try {
+      const { code, report } = await audit();
+      assert.equal(code, 1);
+      assert.deepEqual(violations(report), [
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "membership",
+          message: "role tenant_acme_rw is a member of tenant_initech, a role outside this tenant",
+        },
+        {
+          tier: "standard",
+          tenant: "initech",
+          invariant: "membership",
+          message: "role tenant_acme_rw is a member of tenant_initech",
+        },
+      ]);
+    } finally {
+      await superuser("standard", (q) => q("REVOKE tenant_initech FROM tenant_acme_rw"));
+    }
+  });
+
+  it("reports a tenant role made CREATEDB", async () => {
+    await superuser("premium", (q) => q("ALTER ROLE tenant_globex_ro CREATEDB"));
+    try {
+      const { code, report } = await audit();
+      assert.equal(code, 1);
+      assert.deepEqual(violations(report), [
+        {
+          tier: "premium",
+          tenant: "globex",
+          invariant: "role-attributes",
+          message: "role tenant_globex_ro has cluster privileges: createdb",
+        },
+      ]);
+    } finally {
+      await superuser("premium", (q) => q("ALTER ROLE tenant_globex_ro NOCREATEDB"));
+    }
+  });
+
+  it("reports a database no tenant explains, as a cluster finding", async () => {
+    await superuser("premium", (q) => q("CREATE DATABASE stray_reports"));
+    try {
+      const { code, report } = await audit();
+      assert.equal(code, 1);
+      assert.deepEqual(violations(report), [
+        {
+          tier: "premium",
+          tenant: undefined,
+          invariant: "orphan-database",
+          message: "database stray_reports is not explained by any tenant of the manifest",
+        },
+      ]);
+    } finally {
+      await superuser("premium", (q) => q("DROP DATABASE stray_reports"));
+    }
+  });
+
+  it("reports a dropped tenant database; the program run re-creates it and the audit is clean again", async () => {
+    await superuser("standard", (q) => q("DROP DATABASE tenant_initech WITH (FORCE)"));
+    const { code, report } = await audit();
+    assert.equal(code, 1);
+    assert.deepEqual(violations(report), [
+      {
+        tier: "standard",
+        tenant: "initech",
+        invariant: "database-exists",
+        message: "database tenant_initech does not exist on cluster standard",
+      },
+    ]);
+    await fleet.apply();
+    const again = await audit();
+    assert.deepEqual(violations(again.report), []);
+    assert.equal(again.code, 0);
+  });
+
+  it("reports a table privilege granted to another tenant's login inside a tenant database", async () => {
+    const grant = async (sql: string) => {
+      const c = await fleet.clusters.standard.superuserClient("tenant_acme");
+      try {
+        await c.query(sql);
+      } finally {
+        await c.end();
+      }
+    };
+    await grant("GRANT SELECT, TRUNCATE ON app.invoices TO tenant_initech_ro");
+    try {
+      const { report } = await audit();
+      assert.deepEqual(violations(report), [
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "object-privileges",
+          message: "tenant_initech_ro holds SELECT, TRUNCATE on table app.invoices",
+        },
+      ]);
+    } finally {
+      await grant("REVOKE ALL ON app.invoices FROM tenant_initech_ro");
+    }
+  });
+
+  it("checks the pg_hba rules in effect where the auditing role may read them", async () => {
+    await superuser("standard", async (q) => {
+      await q("GRANT EXECUTE ON FUNCTION pg_hba_file_rules() TO pgtenants_provisioner");
+      await q("GRANT SELECT ON pg_hba_file_rules TO pgtenants_provisioner");
+    });
+    const clean = await audit();
+    assert.deepEqual(violations(clean.report), []);
+    assert.deepEqual(
+      clean.report.findings.map((f) => `${f.severity} ${f.tier} ${f.invariant}`),
+      ["notice premium pg-hba-readable"],
+    );
+
+    const rendered = fleet.outputs.pgHba.standard;
+    const lines = rendered.split("\n");
+    const at = lines.findIndex((l) => l.startsWith("host tenant_acme "));
+    lines.splice(
+      at,
+      0,
+      "host tenant_acme tenant_initech_rw 127.0.0.1/32 scram-sha-256",
+      "host all tenant_acme_rw 127.0.0.1/32 scram-sha-256",
+    );
+    await fleet.clusters.standard.writeHba(lines.join("\n"));
+    try {
+      const tampered = await audit();
+      const hbaLine = at + 1;
+      assert.deepEqual(violations(tampered.report), [
+        {
+          tier: "standard",
+          tenant: undefined,
+          invariant: "pg-hba",
+          message: `pg_hba line ${hbaLine + 1} admits tenant_acme_rw to all databases`,
+        },
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "pg-hba",
+          message: `pg_hba line ${hbaLine} admits tenant_initech_rw to database tenant_acme`,
+        },
+      ]);
+    } finally {
+      await fleet.clusters.standard.writeHba(rendered);
+    }
+  });
+
+  it("prints text by default and exits 1 from the command line on a violation", async () => {
+    await superuser("standard", (q) => q("ALTER DATABASE tenant_acme CONNECTION LIMIT 500"));
+    try {
+      const tsx = path.join(__dirname, "..", "..", "node_modules", ".bin", "tsx");
+      const run = spawnSync(
+        tsx,
+        [path.join(__dirname, "..", "..", "tools", "audit.ts"), "--stack", FLEET_STACK],
+        {
+          cwd: fleet.root,
+          env: { ...process.env, ...passwordEnv(fleet) },
+          encoding: "utf8",
+        },
+      );
+      assert.equal(run.stderr, "");
+      assert.equal(run.status, 1);
+      const lines = run.stdout.trim().split("\n");
+      assert.equal(
+        lines[0],
+        "audit of stack integration: 3 tenant(s) on 2 cluster(s) (standard, premium)",
+      );
+      assert.ok(
+        lines.includes(
+          "VIOLATION standard acme connection-limit: database tenant_acme has connection limit 500, expected 20",
+        ),
+        run.stdout,
+      );
+      assert.equal(lines.at(-1), "FAILED: 1 violation(s), 1 notice(s)");
+    } finally {
+      await superuser("standard", (q) => q("ALTER DATABASE tenant_acme CONNECTION LIMIT 20"));
+    }
+  });
+
+  it("renders markdown", async () => {
+    const io = captureIo(fleet);
+    assert.equal(await main(["--stack", FLEET_STACK, "--format", "markdown"], io), 0);
+    assert.equal(
+      io.lines[0].split("\n")[0],
+      "## audit of stack integration: 3 tenant(s) on 2 cluster(s) (standard, premium)",
+    );
+    assert.ok(io.lines[0].includes("| notice | premium |  | pg-hba-readable |"));
+  });
+
+  it("refuses a wrong password and an unreachable cluster with the cluster named, exit 1", async () => {
+    const wrong = captureIo(fleet, { PGTENANTS_PASSWORD_PREMIUM: "not-the-password" });
+    assert.equal(await main(["--stack", FLEET_STACK], wrong), 1);
+    assert.deepEqual(wrong.errors, [
+      `error: password authentication failed for pgtenants_provisioner on cluster "premium" at 127.0.0.1:${fleet.clusters.premium.port}: check PGTENANTS_PASSWORD_PREMIUM (the stack secret pg-tenants:clusterPasswords.premium)`,
+    ]);
+    assert.ok(!wrong.errors.join("").includes("not-the-password"));
+
+    const missing = captureIo(fleet, { PGTENANTS_PASSWORD_STANDARD: undefined });
+    assert.equal(await main(["--stack", FLEET_STACK], missing), 1);
+    assert.deepEqual(missing.errors, [
+      `error: No provisioning password for cluster "standard": set PGTENANTS_PASSWORD_STANDARD (the secret pg-tenants:clusterPasswords.standard of the stack).`,
+    ]);
+
+    const usage = captureIo(fleet);
+    assert.equal(await main(["--stack", FLEET_STACK, "--format", "html"], usage), 2);
+    assert.equal(usage.errors[0].split("\n")[0], "--format must be one of text, json, markdown");
+
+    await fleet.clusters.premium.stop();
+    const down = captureIo(fleet);
+    assert.equal(await main(["--stack", FLEET_STACK], down), 1);
+    assert.deepEqual(down.errors, [
+      `error: cannot reach cluster "premium" at 127.0.0.1:${fleet.clusters.premium.port}: connection refused (is the cluster running? for the local stack: npm run local)`,
+    ]);
+  });
+});

@@ -1,0 +1,305 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "pg";
+import type { DumpManifest } from "../../tools/lib/archive";
+import { main as backup } from "../../tools/backup";
+import { main as restore } from "../../tools/restore";
+import { captureIo, writeStackFile } from "../support/dayTwo";
+import { Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+
+/**
+ * Per-tenant backup and restore on a PostgreSQL 15 cluster (Debian's pg_dump here is 15 and
+ * refuses newer servers): a round trip with data, the restore beside the live database with
+ * the tenant's grants, the printed swap, and every failure path leaving data where it was.
+ */
+
+const NOW = new Date("2026-11-26T07:00:00Z");
+const RESTORED = "tenant_acme_restore_20261126070000";
+const S = ["--stack", FLEET_STACK];
+
+describe("npm run backup / npm run restore on PostgreSQL 15", () => {
+  let fleet: Fleet;
+  let dump: string;
+  let printed: string[] = [];
+
+  const login = async (id: string, kind: "rw" | "ro", database?: string): Promise<Client> => {
+    const c = fleet.outputs.credentials[id][kind];
+    const client = new Client({
+      host: c.host,
+      port: c.port,
+      user: c.user,
+      password: c.password,
+      database: database ?? c.database,
+    });
+    await client.connect();
+    return client;
+  };
+  const provisioner = () => fleet.clusters.standard.provisionerClient();
+  const rowsOf = async (client: Client) => ({
+    customers: (
+      await client.query("SELECT id, email, name, created_at FROM app.customers ORDER BY id")
+    ).rows,
+    invoices: (
+      await client.query(
+        "SELECT id, customer_id, amount_cents, note_encrypted, issued_at FROM app.invoices ORDER BY id",
+      )
+    ).rows,
+    events: (await client.query("SELECT id, kind, payload, at FROM app.events ORDER BY id")).rows,
+  });
+  const restoreDatabases = async () => {
+    const c = await provisioner();
+    try {
+      return (
+        await c.query("SELECT datname FROM pg_database WHERE datname LIKE '%restore%' ORDER BY 1")
+      ).rows.map((r) => r.datname);
+    } finally {
+      await c.end();
+    }
+  };
+
+  before(async () => {
+    fleet = await provisionFleet({
+      tiers: ["standard"],
+      tenants: [
+        { id: "acme", tier: "standard" },
+        { id: "initech", tier: "standard" },
+      ],
+      pgVersion: 15,
+    });
+    writeStackFile(fleet);
+    const rw = await login("acme", "rw");
+    try {
+      const key = fleet.outputs.credentials.acme.dataKey;
+      for (let i = 1; i <= 3; i++) {
+        await rw.query("INSERT INTO app.customers (email, name) VALUES ($1, $2)", [
+          `c${i}@acme.test`,
+          `Customer ${i}`,
+        ]);
+      }
+      for (let i = 1; i <= 5; i++) {
+        await rw.query(
+          "INSERT INTO app.invoices (customer_id, amount_cents, note_encrypted) VALUES ($1, $2, pgp_sym_encrypt($3, $4))",
+          [((i - 1) % 3) + 1, i * 1250, `note ${i}`, key],
+        );
+      }
+      await rw.query(
+        `INSERT INTO app.events (kind, payload) VALUES ('signup', '{"plan": "pro"}'), ('login', '{}')`,
+      );
+    } finally {
+      await rw.end();
+    }
+  });
+  after(async () => {
+    await fleet?.stop();
+  });
+
+  it("writes a custom-format dump and a manifest of every table's rows", async () => {
+    const io = captureIo(fleet, {}, () => NOW);
+    assert.equal(await backup(["acme", ...S], io), 0, io.errors.join("\n"));
+    dump = path.join(fleet.root, "backups", "acme", "acme-20261126T070000Z.dump");
+    assert.equal(fs.readFileSync(dump).subarray(0, 5).toString("latin1"), "PGDMP");
+    const manifest = JSON.parse(fs.readFileSync(`${dump}.json`, "utf8")) as DumpManifest;
+    assert.equal(manifest.tenant, "acme");
+    assert.equal(manifest.database, "tenant_acme");
+    assert.equal(manifest.tier, "standard");
+    assert.equal(manifest.bytes, fs.statSync(dump).size);
+    assert.deepEqual(
+      manifest.tables.map((t) => `${t.table}=${t.rows}`),
+      ["app.customers=3", "app.events=2", "app.invoices=5"],
+    );
+    assert.deepEqual(io.lines.slice(0, 2), [
+      "backup of tenant acme (database tenant_acme on cluster standard)",
+      "wrote backups/acme/acme-20261126T070000Z.dump (" +
+        manifest.bytes +
+        " bytes) and backups/acme/acme-20261126T070000Z.dump.json",
+    ]);
+    assert.equal(
+      io.lines.at(-1),
+      "3 table(s), 10 row(s); restore with: npm run restore -- acme backups/acme/acme-20261126T070000Z.dump --stack integration",
+    );
+  });
+
+  it("restores beside the live database, verified, with the tenant's grants, without touching the live one", async () => {
+    // A write after the backup: the live database keeps it, the restore does not have it.
+    const rw = await login("acme", "rw");
+    await rw.query("INSERT INTO app.events (kind) VALUES ('after-backup')");
+    const live = await rowsOf(rw);
+    await rw.end();
+
+    const io = captureIo(fleet, {}, () => NOW);
+    assert.equal(
+      await restore(["acme", path.relative(fleet.root, dump), ...S], io),
+      0,
+      io.errors.join("\n"),
+    );
+    assert.equal(
+      io.lines[0],
+      `restored backups/acme/acme-20261126T070000Z.dump into database ${RESTORED} on cluster standard (the live database tenant_acme was not touched)`,
+    );
+    assert.equal(io.lines[1], "verified 3 table(s), 10 row(s) against the backup manifest");
+
+    const c = await fleet.clusters.standard.superuserClient(RESTORED);
+    try {
+      const restored = await rowsOf(c);
+      assert.deepEqual(restored.customers, live.customers);
+      assert.deepEqual(restored.invoices, live.invoices);
+      assert.deepEqual(restored.events, live.events.slice(0, 2));
+      const key = fleet.outputs.credentials.acme.dataKey;
+      const notes = await c.query(
+        "SELECT pgp_sym_decrypt(note_encrypted, $1) AS n FROM app.invoices ORDER BY id",
+        [key],
+      );
+      assert.deepEqual(
+        notes.rows.map((r) => r.n),
+        ["note 1", "note 2", "note 3", "note 4", "note 5"],
+      );
+      const priv = await c.query(`SELECT
+          has_table_privilege('tenant_acme_rw', 'app.customers', 'INSERT') AS rw_insert,
+          has_table_privilege('tenant_acme_ro', 'app.customers', 'SELECT') AS ro_select,
+          has_table_privilege('tenant_acme_ro', 'app.customers', 'INSERT') AS ro_insert,
+          has_table_privilege('tenant_initech_rw', 'app.customers', 'SELECT') AS other_select,
+          has_database_privilege('tenant_acme', current_database(), 'CONNECT') AS group_connect,
+          has_database_privilege('tenant_initech', current_database(), 'CONNECT') AS other_connect,
+          (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()) AS owner,
+          (SELECT count(*)::int FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto`);
+      assert.deepEqual(priv.rows[0], {
+        rw_insert: true,
+        ro_select: true,
+        ro_insert: false,
+        other_select: false,
+        group_connect: true,
+        other_connect: false,
+        owner: "tenant_acme_owner",
+        pgcrypto: 1,
+      });
+    } finally {
+      await c.end();
+    }
+    const after = await login("acme", "rw");
+    assert.deepEqual(await rowsOf(after), live);
+    await after.end();
+    printed = io.lines;
+
+    const again = captureIo(fleet, {}, () => NOW);
+    assert.equal(await restore(["acme", dump, ...S], again), 1);
+    assert.deepEqual(again.errors, [
+      `error: database ${RESTORED} exists already; try again in a second`,
+    ]);
+  });
+
+  it("prints a swap that works: run as the provisioning role, the tenant's login then sees the restored data", async () => {
+    const swap = printed.filter((l) => l.startsWith("  ALTER DATABASE")).map((l) => l.trim());
+    assert.deepEqual(swap, [
+      "ALTER DATABASE tenant_acme ALLOW_CONNECTIONS false;",
+      "ALTER DATABASE tenant_acme RENAME TO tenant_acme_replaced_20261126070000;",
+      `ALTER DATABASE ${RESTORED} RENAME TO tenant_acme;`,
+    ]);
+    const c = await provisioner();
+    try {
+      for (const sql of swap) await c.query(sql);
+    } finally {
+      await c.end();
+    }
+    const rw = await login("acme", "rw");
+    try {
+      const events = await rw.query("SELECT kind FROM app.events ORDER BY id");
+      assert.deepEqual(
+        events.rows.map((r) => r.kind),
+        ["signup", "login"],
+      );
+      await rw.query("INSERT INTO app.events (kind) VALUES ('after-swap')");
+    } finally {
+      await rw.end();
+    }
+    assert.deepEqual(await restoreDatabases(), []);
+  });
+
+  it("refuses an unknown tenant, another tenant's dump, a corrupted and a truncated dump; nothing is left behind", async () => {
+    const before = await restoreDatabases();
+
+    const unknown = captureIo(fleet);
+    assert.equal(await restore(["umbrella", dump, ...S], unknown), 1);
+    assert.match(
+      unknown.errors[0],
+      /^error: unknown tenant "umbrella": no .*umbrella\.yaml in stack integration's manifest \(tenants: acme, initech\)$/,
+    );
+
+    const other = captureIo(fleet);
+    assert.equal(await restore(["initech", dump, ...S], other), 1);
+    assert.deepEqual(other.errors, [
+      `error: ${dump} is a dump of tenant acme, not of initech; nothing was changed`,
+    ]);
+
+    const corrupted = path.join(fleet.root, "corrupted.dump");
+    const bytes = fs.readFileSync(dump);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    fs.writeFileSync(corrupted, bytes);
+    fs.copyFileSync(`${dump}.json`, `${corrupted}.json`);
+    const bad = captureIo(fleet);
+    assert.equal(await restore(["acme", corrupted, ...S], bad), 1);
+    assert.deepEqual(bad.errors, [
+      `error: ${corrupted} does not match the checksum in its manifest (corrupted or altered); nothing was changed`,
+    ]);
+
+    const garbage = path.join(fleet.root, "garbage.dump");
+    fs.writeFileSync(garbage, "this is not a dump\n");
+    const notDump = captureIo(fleet);
+    assert.equal(await restore(["acme", garbage, ...S], notDump), 1);
+    assert.equal(
+      notDump.errors[0],
+      `warning: ${garbage}.json not found: the restore cannot verify row counts against the backup`,
+    );
+    assert.match(
+      notDump.errors[1],
+      new RegExp(
+        `^error: ${garbage} is not a readable custom-format dump \\(corrupted or truncated\\?\\): .*; nothing was changed$`,
+      ),
+    );
+
+    const truncated = path.join(fleet.root, "truncated.dump");
+    fs.writeFileSync(truncated, bytes.subarray(0, bytes.length - 200));
+    const cut = captureIo(fleet, {}, () => new Date("2026-11-26T08:00:00Z"));
+    assert.equal(await restore(["acme", truncated, ...S], cut), 1);
+    const message = cut.errors.slice(1).join("\n");
+    assert.match(
+      message,
+      /^error: restoring into tenant_acme_restore_20261126080000 failed \(pg_restore exit 1\): /,
+    );
+    assert.ok(
+      message.endsWith(
+        "the partial restore database tenant_acme_restore_20261126080000 was dropped; the live database tenant_acme was not touched",
+      ),
+      message,
+    );
+    assert.deepEqual(await restoreDatabases(), before);
+  });
+
+  it("fails clearly on a wrong password, a missing pg_dump and a stopped cluster, writing no file", async () => {
+    const out = path.join(fleet.root, "never.dump");
+    const wrong = captureIo(fleet, { PGTENANTS_PASSWORD_STANDARD: "wrong" });
+    assert.equal(await backup(["acme", ...S, "--out", out], wrong), 1);
+    assert.deepEqual(wrong.errors, [
+      `error: password authentication failed for pgtenants_provisioner on cluster "standard" at 127.0.0.1:${fleet.clusters.standard.port}: check PGTENANTS_PASSWORD_STANDARD (the stack secret pg-tenants:clusterPasswords.standard)`,
+    ]);
+
+    const noTool = captureIo(fleet, { PGTENANTS_PG_BIN: path.join(fleet.root, "no-such-bin") });
+    assert.equal(await backup(["acme", ...S, "--out", out], noTool), 1);
+    assert.deepEqual(noTool.errors, [
+      `error: pg_dump not found in PGTENANTS_PG_BIN=${path.join(fleet.root, "no-such-bin")}: install the PostgreSQL client tools of the clusters' version or newer (Debian: apt-get install -y postgresql-client-15; for PostgreSQL 17 servers postgresql-client-17) or set PGTENANTS_PG_BIN to their bin folder`,
+    ]);
+
+    const unknown = captureIo(fleet);
+    assert.equal(await backup(["umbrella", ...S, "--out", out], unknown), 1);
+
+    await fleet.clusters.standard.stop();
+    const down = captureIo(fleet);
+    assert.equal(await backup(["acme", ...S, "--out", out], down), 1);
+    assert.deepEqual(down.errors, [
+      `error: cannot reach cluster "standard" at 127.0.0.1:${fleet.clusters.standard.port}: connection refused (is the cluster running? for the local stack: npm run local)`,
+    ]);
+    assert.equal(fs.existsSync(out), false);
+    assert.equal(fs.existsSync(`${out}.partial`), false);
+  });
+});

@@ -1,0 +1,85 @@
+import * as fs from "fs";
+import * as path from "path";
+import { DumpManifest, dumpWithStats, manifestPath, sha256File } from "./lib/archive";
+import {
+  CommandError,
+  CommandIo,
+  EXIT,
+  ensureParent,
+  fileStamp,
+  findTenant,
+  loadContext,
+  parseCommandArgs,
+  processIo,
+  runCommand,
+  tenantArg,
+} from "./lib/cli";
+import { clusterTarget, withClient } from "./lib/pg";
+
+/**
+ * `npm run backup -- <tenant> [--stack <name>] [--out <file>]`: a restorable pg_dump
+ * custom-format archive of one tenant's database, and `<file>.json` with the row count and
+ * content checksum of every table, taken from the snapshot the dump reads. Read-only on the
+ * cluster. Default file: backups/<tenant>/<tenant>-<UTC time>.dump.
+ */
+
+const USAGE = "npm run backup -- <tenant> [--stack <name>] [--out <file>]";
+
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  return runCommand(io, async () => {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { stack: { type: "string", default: "local" }, out: { type: "string" } },
+      USAGE,
+    );
+    const id = tenantArg(positionals, USAGE);
+    const ctx = loadContext(values.stack as string, io.root);
+    const { model } = findTenant(ctx, id);
+    const now = io.now();
+    const file = path.resolve(
+      io.root,
+      (values.out as string | undefined) ??
+        path.join("backups", id, `${id}-${fileStamp(now)}.dump`),
+    );
+    if (fs.existsSync(file)) throw new CommandError(`${file} exists already; choose another --out`);
+    ensureParent(file);
+    const partial = `${file}.partial`;
+    const target = clusterTarget(ctx.cfg, model.tier, ctx.root, io.env);
+    try {
+      const result = await withClient(target, model.database.name, (client) =>
+        dumpWithStats(client, target, model.database.name, partial, io.env),
+      );
+      fs.renameSync(partial, file);
+      const manifest: DumpManifest = {
+        format: "pg-tenants-dump/1",
+        tenant: id,
+        stack: ctx.cfg.stack,
+        tier: model.tier,
+        database: model.database.name,
+        createdAt: now.toISOString(),
+        serverVersion: result.serverVersion,
+        pgDump: result.pgDump,
+        sha256: sha256File(file),
+        bytes: fs.statSync(file).size,
+        tables: result.tables,
+      };
+      fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n");
+      const rows = result.tables.reduce((n, t) => n + t.rows, 0);
+      io.out(`backup of tenant ${id} (database ${model.database.name} on cluster ${model.tier})`);
+      io.out(
+        `wrote ${path.relative(io.root, file)} (${manifest.bytes} bytes) and ${path.relative(io.root, manifestPath(file))}`,
+      );
+      for (const t of result.tables) io.out(`  ${t.table}: ${t.rows} row(s)`);
+      io.out(
+        `${result.tables.length} table(s), ${rows} row(s); restore with: npm run restore -- ${id} ${path.relative(io.root, file)}${ctx.cfg.stack === "local" ? "" : ` --stack ${ctx.cfg.stack}`}`,
+      );
+      return EXIT.ok;
+    } finally {
+      fs.rmSync(partial, { force: true });
+    }
+  });
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}

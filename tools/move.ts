@@ -1,0 +1,274 @@
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import type { Client } from "pg";
+import { parseDocument } from "yaml";
+import type { TenantModel } from "../infra/model";
+import { PROJECT } from "../infra/config";
+import { quoteIdent } from "../infra/sql";
+import {
+  CommandError,
+  CommandIo,
+  EXIT,
+  findTenant,
+  loadContext,
+  parseCommandArgs,
+  processIo,
+  runCommand,
+  tenantArg,
+  UsageError,
+} from "./lib/cli";
+import { findPgTool, libpqEnv, requireToolForServer, runPgTool } from "./lib/dump";
+import { freeze, thaw } from "./lib/freeze";
+import { ClusterTarget, clusterTarget, connect, serverMajor } from "./lib/pg";
+import { compareStats, tableStats, TableStats } from "./lib/tables";
+
+/**
+ * `npm run move -- <tenant> [--stack <name>] [--wait <seconds>]`: carries out the tier move a
+ * tenant file declares (`move: { to: <tier> }`), after `pulumi up` has provisioned the target
+ * placement `<id>@<to>` (an empty database with the tenant's roles and grants):
+ *
+ *  1. checks: target database exists, is empty, has the source's tables and columns;
+ *  2. freezes the source: login roles NOLOGIN, their sessions ended;
+ *  3. copies the data: pg_dump --data-only (custom format) | pg_restore --single-transaction;
+ *  4. verifies every table's row count and content checksum on both sides;
+ *  5. closes the source database (ALLOW_CONNECTIONS false; kept, never dropped) and rewrites
+ *     the tenant file to `tier: <to>` without `move`.
+ *
+ * A failure in 2-4 empties the target again, gives the source its logins back and says so.
+ */
+
+const USAGE = "npm run move -- <tenant> [--stack <name>] [--wait <seconds for sessions to end>]";
+
+interface Side {
+  target: ClusterTarget;
+  admin: Client;
+  db: Client;
+}
+
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  return runCommand(io, async () => {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { stack: { type: "string", default: "local" }, wait: { type: "string", default: "30" } },
+      USAGE,
+    );
+    const id = tenantArg(positionals, USAGE);
+    const waitSeconds = Number(values.wait);
+    if (!Number.isFinite(waitSeconds) || waitSeconds < 0)
+      throw new UsageError(`--wait must be a number of seconds\nusage: ${USAGE}`);
+    const ctx = loadContext(values.stack as string, io.root);
+    const { tenant, model } = findTenant(ctx, id);
+    if (model.move === undefined) {
+      throw new CommandError(
+        `tenant ${id} declares no move: add "move: { to: <tier> }" to ${tenant.file}, run pulumi up (it provisions the target database), then npm run move -- ${id}`,
+      );
+    }
+    const to = model.move.to;
+    const targetModel = model.move.target;
+
+    const pgDump = findPgTool("pg_dump", io.env);
+    const pgRestore = findPgTool("pg_restore", io.env);
+    const source = await open(clusterTarget(ctx.cfg, model.tier, ctx.root, io.env), model);
+    let dest: Side | undefined;
+    try {
+      dest = await open(
+        clusterTarget(ctx.cfg, to, ctx.root, io.env),
+        targetModel,
+        `run pulumi up first: while ${tenant.file} declares the move, the program provisions it`,
+      );
+      requireToolForServer(pgDump, await serverMajor(source.db), model.tier);
+      requireToolForServer(pgRestore, await serverMajor(dest.db), to);
+      await checkTarget(source.db, dest.db, targetModel, to);
+
+      io.out(
+        `moving tenant ${id}: database ${model.database.name} from cluster ${model.tier} to cluster ${to}`,
+      );
+      const frozen = await freeze(source.admin, model, waitSeconds);
+      io.out(
+        `froze the source: ${frozen.logins.join(", ") || "no login"} set NOLOGIN, no session left`,
+      );
+      let expected: TableStats[];
+      try {
+        expected = await copy(source, dest, model, targetModel, pgDump, pgRestore, io.env);
+      } catch (e) {
+        await emptyTables(dest.db).catch(() => undefined);
+        await thaw(source.admin, frozen).catch(() => undefined);
+        throw new CommandError(
+          `${(e as Error).message}\nthe move was abandoned: the target database on cluster ${to} was emptied again, the source on cluster ${model.tier} serves as before (logins restored); fix the cause and run npm run move -- ${id} again`,
+        );
+      }
+      await source.admin.query(
+        `ALTER DATABASE ${quoteIdent(model.database.name)} ALLOW_CONNECTIONS false`,
+      );
+      const rows = expected.reduce((n, t) => n + t.rows, 0);
+      io.out(
+        `copied and verified ${expected.length} table(s), ${rows} row(s) (row counts and content checksums match)`,
+      );
+      for (const t of expected) io.out(`  ${t.table}: ${t.rows} row(s)`);
+      io.out(
+        `closed the source: database ${model.database.name} on cluster ${model.tier} kept with ALLOW_CONNECTIONS false`,
+      );
+
+      rewriteTenantFile(path.resolve(io.root, tenant.file), to);
+      io.out(`rewrote ${tenant.file}: tier: ${to}, move removed`);
+      io.out("");
+      for (const line of nextSteps(ctx.cfg.stack, model, to)) io.out(line);
+      return EXIT.ok;
+    } finally {
+      await close(source);
+      if (dest !== undefined) await close(dest);
+    }
+  });
+}
+
+async function open(target: ClusterTarget, model: TenantModel, hint?: string): Promise<Side> {
+  const admin = await connect(target);
+  try {
+    const exists = await admin.query("SELECT datallowconn FROM pg_database WHERE datname = $1", [
+      model.database.name,
+    ]);
+    if (exists.rowCount === 0) {
+      throw new CommandError(
+        `database ${model.database.name} does not exist on cluster "${target.tier}"${hint ? `: ${hint}` : ""}`,
+      );
+    }
+    const db = await connect(target, model.database.name);
+    return { target, admin, db };
+  } catch (e) {
+    await admin.end().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function close(side: Side): Promise<void> {
+  await side.db.end().catch(() => undefined);
+  await side.admin.end().catch(() => undefined);
+}
+
+/** Table columns as `schema.table(col type, ...)`, to compare the two databases' shapes. */
+async function shape(db: Client): Promise<Map<string, string>> {
+  const r = await db.query<{ t: string; cols: string }>(`
+    SELECT c.table_schema || '.' || c.table_name AS t,
+           string_agg(c.column_name || ' ' || c.data_type, ', ' ORDER BY c.ordinal_position) AS cols
+    FROM information_schema.columns c
+    JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+    WHERE t.table_type = 'BASE TABLE' AND c.table_schema NOT IN ('pg_catalog', 'information_schema')
+    GROUP BY 1`);
+  return new Map(r.rows.map((row) => [row.t, row.cols]));
+}
+
+/** The target must be the empty database the program provisioned, shaped like the source. */
+async function checkTarget(
+  source: Client,
+  dest: Client,
+  model: TenantModel,
+  tier: string,
+): Promise<void> {
+  const stats = await tableStats(dest);
+  const filled = stats.filter((s) => s.rows > 0);
+  if (filled.length > 0) {
+    throw new CommandError(
+      `the target database ${model.database.name} on cluster ${tier} is not empty (${filled.map((s) => `${s.table}: ${s.rows} row(s)`).join(", ")}): a move only fills the empty database the program provisioned; nothing was changed`,
+    );
+  }
+  const [a, b] = [await shape(source), await shape(dest)];
+  const problems: string[] = [];
+  for (const [table, cols] of a) {
+    if (!b.has(table)) problems.push(`${table} is missing`);
+    else if (b.get(table) !== cols)
+      problems.push(`${table} has columns (${b.get(table)}) instead of (${cols})`);
+  }
+  for (const table of b.keys())
+    if (!a.has(table)) problems.push(`${table} exists only on the target`);
+  if (problems.length > 0) {
+    throw new CommandError(
+      `the target database on cluster ${tier} differs from the source: ${problems.join("; ")}. Apply the tenant's migrations to the target (as ${model.names.owner}) and run the move again; nothing was changed`,
+    );
+  }
+}
+
+async function copy(
+  source: Side,
+  dest: Side,
+  model: TenantModel,
+  targetModel: TenantModel,
+  pgDump: ReturnType<typeof findPgTool>,
+  pgRestore: ReturnType<typeof findPgTool>,
+  env: NodeJS.ProcessEnv,
+): Promise<TableStats[]> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-move-"));
+  const file = path.join(work, "data.dump");
+  try {
+    await runPgTool(
+      pgDump,
+      ["--data-only", "--format=custom", `--file=${file}`],
+      libpqEnv(source.target, model.database.name, env),
+      `dumping ${model.database.name} on cluster "${source.target.tier}"`,
+    );
+    await runPgTool(
+      pgRestore,
+      [
+        "--data-only",
+        "--single-transaction",
+        "--exit-on-error",
+        `--dbname=${targetModel.database.name}`,
+        file,
+      ],
+      libpqEnv(dest.target, targetModel.database.name, env),
+      `loading into ${targetModel.database.name} on cluster "${dest.target.tier}"`,
+    );
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  const expected = await tableStats(source.db);
+  const actual = await tableStats(dest.db);
+  const problems = compareStats(expected, actual, `the target on cluster ${dest.target.tier}`);
+  if (problems.length > 0) throw new CommandError(`verification failed: ${problems.join("; ")}`);
+  return expected;
+}
+
+/** Empties every user table of the target, so that a retry starts from the provisioned state. */
+async function emptyTables(db: Client): Promise<void> {
+  const tables = await db.query<{ sql: string }>(`
+    SELECT format('TRUNCATE %s RESTART IDENTITY CASCADE', string_agg(format('%I.%I', n.nspname, c.relname), ', ')) AS sql
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
+    HAVING count(*) > 0`);
+  if (tables.rowCount !== 0) await db.query(tables.rows[0].sql);
+}
+
+/** Sets `tier` and drops `move`, keeping the file's comments and layout. */
+export function rewriteTenantFile(file: string, tier: string): void {
+  const doc = parseDocument(fs.readFileSync(file, "utf8"));
+  doc.set("tier", tier);
+  doc.delete("move");
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, doc.toString());
+  fs.renameSync(tmp, file);
+}
+
+/** The placement's URN in the stack state: the parent chain Tenant > TenantPlacement. */
+export function placementUrn(stack: string, model: TenantModel): string {
+  return `urn:pulumi:${stack}::${PROJECT}::pg-tenants:index:Tenant$pg-tenants:index:TenantPlacement::${model.logical.placement}`;
+}
+
+/** What the operator does after a move, with the exact names. */
+export function nextSteps(stack: string, model: TenantModel, to: string): string[] {
+  const roles = [model.names.rw, model.names.ro, model.names.group, model.names.owner];
+  return [
+    "Next steps:",
+    `  1. Commit the tenant file. Before the next pulumi up, take the source placement out of the stack state`,
+    `     (the engine would otherwise plan to delete the protected database ${model.database.name} on ${model.tier} and refuse):`,
+    `       pulumi state delete --stack ${stack} --force --target-dependents '${placementUrn(stack, model)}'`,
+    `     This changes only the state: the source database and roles stay on cluster ${model.tier}.`,
+    `  2. pulumi up: the credentials now point at cluster ${to}; ${model.tier}'s pg_hba no longer admits the tenant.`,
+    `  3. When the source copy is no longer wanted (npm run audit lists it as retained), as the provisioning role on ${model.tier}:`,
+    `       DROP DATABASE ${model.database.name};`,
+    `       DROP ROLE ${roles.join(", ")};`,
+  ];
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}

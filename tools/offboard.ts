@@ -1,0 +1,300 @@
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import type { Client } from "pg";
+import type { StackConfig } from "../infra/config";
+import type { TenantModel } from "../infra/model";
+import { credentialsSecretName, LOGIN_KINDS } from "../infra/naming";
+import { PROJECT } from "../infra/config";
+import { quoteIdent } from "../infra/sql";
+import { DumpManifest, dumpWithStats, manifestPath, readManifest, sha256File } from "./lib/archive";
+import {
+  CommandError,
+  CommandIo,
+  EXIT,
+  ensureParent,
+  fileStamp,
+  findTenant,
+  loadContext,
+  parseCommandArgs,
+  processIo,
+  runCommand,
+  tenantArg,
+  UsageError,
+} from "./lib/cli";
+import { ClusterTarget, clusterTarget, connect } from "./lib/pg";
+import { sealFile, sealingKey } from "./lib/seal";
+
+/**
+ * `npm run offboard -- <tenant> [--stack <name>] [--out <file>]`: for a tenant whose file says
+ * `state: offboarded` and whose offboarding is applied (logins NOLOGIN, connections
+ * disallowed), writes the final dump, sealed with the tenant's key (see lib/seal.ts), and its
+ * manifest. The database and key stay for the stack's `retentionDays` after `offboardedAt`.
+ *
+ * `npm run offboard -- <tenant> --purge --confirm <tenant>`: after the retention period only,
+ * drops the tenant's database and roles on its cluster and prints the steps that remove the
+ * tenant from the stack state and schedule its KMS key's deletion (crypto-shredding).
+ */
+
+const USAGE =
+  "npm run offboard -- <tenant> [--stack <name>] [--out <file>]  |  npm run offboard -- <tenant> --purge --confirm <tenant> [--final-dump <file>]";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The first day a purge is allowed: offboardedAt + retentionDays (UTC calendar days). */
+export function retentionEnd(offboardedAt: string, retentionDays: number): string {
+  const start = Date.parse(`${offboardedAt}T00:00:00Z`);
+  return new Date(start + retentionDays * DAY_MS).toISOString().slice(0, 10);
+}
+
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  return runCommand(io, async () => {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        stack: { type: "string", default: "local" },
+        out: { type: "string" },
+        purge: { type: "boolean", default: false },
+        confirm: { type: "string" },
+        "final-dump": { type: "string" },
+      },
+      USAGE,
+    );
+    const id = tenantArg(positionals, USAGE);
+    const ctx = loadContext(values.stack as string, io.root);
+    const { tenant, model } = findTenant(ctx, id);
+    if (model.state !== "offboarded" || model.offboardedAt === undefined) {
+      throw new CommandError(
+        `tenant ${id} is not offboarded: set "state: offboarded" and "offboardedAt: <YYYY-MM-DD>" in ${tenant.file}, run pulumi up (logins NOLOGIN, connections disallowed, no pg_hba line), then npm run offboard -- ${id}`,
+      );
+    }
+    const target = clusterTarget(ctx.cfg, model.tier, ctx.root, io.env);
+    if (values.purge) {
+      return purge(
+        ctx.cfg,
+        model,
+        target,
+        io,
+        values.confirm as string | undefined,
+        values["final-dump"] as string | undefined,
+      );
+    }
+    return finalDump(ctx.cfg, model, target, io, values.out as string | undefined);
+  });
+}
+
+const finalDumpDir = (root: string, id: string) => path.join(root, "backups", id);
+
+async function finalDump(
+  cfg: StackConfig,
+  model: TenantModel,
+  target: ClusterTarget,
+  io: CommandIo,
+  out: string | undefined,
+): Promise<number> {
+  const now = io.now();
+  const file = path.resolve(
+    io.root,
+    out ?? path.join("backups", model.id, `${model.id}-final-${fileStamp(now)}.dump.sealed`),
+  );
+  if (fs.existsSync(file)) throw new CommandError(`${file} exists already; choose another --out`);
+  // The key first: without it nothing is opened or written.
+  const sealing = await sealingKey(cfg, model, io.env);
+
+  const admin = await connect(target);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-offboard-"));
+  try {
+    await requireOffboardingApplied(admin, model, target.tier);
+    const plain = path.join(work, "final.dump");
+    // The provisioning role still reaches the closed database through the owner role.
+    const client = await connect(target, model.database.name);
+    let result;
+    try {
+      result = await dumpWithStats(client, target, model.database.name, plain, io.env);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+    ensureParent(file);
+    sealFile(plain, file, model.id, sealing, now);
+    const manifest: DumpManifest = {
+      format: "pg-tenants-dump/1",
+      tenant: model.id,
+      stack: cfg.stack,
+      tier: model.tier,
+      database: model.database.name,
+      createdAt: now.toISOString(),
+      serverVersion: result.serverVersion,
+      pgDump: result.pgDump,
+      sha256: sha256File(file),
+      bytes: fs.statSync(file).size,
+      sealed: { keySource: sealing.header.keySource },
+      tables: result.tables,
+    };
+    fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n");
+    const until = retentionEnd(model.offboardedAt!, cfg.retentionDays);
+    const rows = result.tables.reduce((n, t) => n + t.rows, 0);
+    io.out(
+      `final dump of tenant ${model.id}: ${path.relative(io.root, file)} (${manifest.bytes} bytes, AES-256-GCM with the tenant's ${sealing.header.keySource === "aws-kms" ? `KMS key ${model.key.alias}` : "data key"})`,
+    );
+    io.out(
+      `${result.tables.length} table(s), ${rows} row(s); manifest ${path.relative(io.root, manifestPath(file))}`,
+    );
+    io.out(
+      `database ${model.database.name} on cluster ${model.tier} stays closed (no CONNECT, logins NOLOGIN) and is retained with the key until ${until}`,
+    );
+    io.out(
+      `then: npm run offboard -- ${model.id} --purge --confirm ${model.id}${cfg.stack === "local" ? "" : ` --stack ${cfg.stack}`}`,
+    );
+    return EXIT.ok;
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+    await admin.end().catch(() => undefined);
+  }
+}
+
+/** The offboarding must be live before the final dump: nobody writes any more. */
+async function requireOffboardingApplied(
+  admin: Client,
+  model: TenantModel,
+  tier: string,
+): Promise<void> {
+  const db = await admin.query<{ connect: string[] }>(
+    `SELECT coalesce(array_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END)
+              FILTER (WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba), '{}') AS connect
+     FROM pg_database d LEFT JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a ON true
+     WHERE d.datname = $1 GROUP BY d.datname`,
+    [model.database.name],
+  );
+  if (db.rowCount === 0)
+    throw new CommandError(`database ${model.database.name} does not exist on cluster "${tier}"`);
+  const logins = model.roles.filter((r) => r.kind === "rw" || r.kind === "ro").map((r) => r.name);
+  const open = await admin.query<{ rolname: string }>(
+    "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[]) AND rolcanlogin ORDER BY 1",
+    [logins],
+  );
+  const pending = [
+    ...[...db.rows[0].connect]
+      .sort()
+      .map((grantee) => `${grantee} still holds CONNECT on ${model.database.name}`),
+    ...open.rows.map((r) => `role ${r.rolname} can still log in`),
+  ];
+  if (pending.length > 0) {
+    throw new CommandError(
+      `the offboarding of tenant ${model.id} is not applied yet (${pending.join(", ")}): run pulumi up first; nothing was changed`,
+    );
+  }
+}
+
+async function purge(
+  cfg: StackConfig,
+  model: TenantModel,
+  target: ClusterTarget,
+  io: CommandIo,
+  confirm: string | undefined,
+  finalDumpFile: string | undefined,
+): Promise<number> {
+  const until = retentionEnd(model.offboardedAt!, cfg.retentionDays);
+  const today = io.now().toISOString().slice(0, 10);
+  if (today < until) {
+    throw new CommandError(
+      `the retention of tenant ${model.id} runs until ${until} (offboardedAt ${model.offboardedAt} + retentionDays ${cfg.retentionDays}): refusing to purge before; nothing was changed`,
+    );
+  }
+  if (confirm !== model.id) {
+    throw new UsageError(
+      `--purge drops database ${model.database.name} and the roles of tenant ${model.id} on cluster ${model.tier} for good: repeat the tenant id with --confirm ${model.id}`,
+    );
+  }
+  requireFinalDump(io.root, model, finalDumpFile);
+
+  const admin = await connect(target);
+  try {
+    const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [
+      model.database.name,
+    ]);
+    if (exists.rowCount !== 0) {
+      await admin.query(`DROP DATABASE ${quoteIdent(model.database.name)} WITH (FORCE)`);
+      io.out(`dropped database ${model.database.name} on cluster ${model.tier}`);
+    } else {
+      io.out(`database ${model.database.name} is already gone from cluster ${model.tier}`);
+    }
+    // Members before groups: the logins, then the group, then the owner.
+    const roles = ["rw", "ro", "group", "owner"].map(
+      (k) => model.roles.find((r) => r.kind === k)!.name,
+    );
+    const present = await admin.query<{ rolname: string }>(
+      "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
+      [roles],
+    );
+    const toDrop = roles.filter((r) => present.rows.some((p) => p.rolname === r));
+    for (const role of toDrop) await admin.query(`DROP ROLE ${quoteIdent(role)}`);
+    if (toDrop.length > 0) io.out(`dropped roles ${toDrop.join(", ")}`);
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+  io.out("");
+  for (const line of purgeNextSteps(cfg, model)) io.out(line);
+  return EXIT.ok;
+}
+
+/** A purge needs the final dump to exist (in backups/<id>/ or where --final-dump says). */
+function requireFinalDump(root: string, model: TenantModel, file: string | undefined): void {
+  if (file !== undefined) {
+    const resolved = path.resolve(root, file);
+    if (!fs.existsSync(resolved) || readManifest(resolved) === undefined) {
+      throw new CommandError(
+        `final dump ${file} or its manifest ${file}.json not found; nothing was changed`,
+      );
+    }
+    return;
+  }
+  const dir = finalDumpDir(root, model.id);
+  const found =
+    fs.existsSync(dir) &&
+    fs
+      .readdirSync(dir)
+      .some(
+        (f) => /-final-.*\.dump\.sealed$/.test(f) && fs.existsSync(path.join(dir, `${f}.json`)),
+      );
+  if (!found) {
+    throw new CommandError(
+      `no final dump of tenant ${model.id} in ${path.relative(root, dir) || dir}: write it first with npm run offboard -- ${model.id} (or name it with --final-dump <file>); nothing was changed`,
+    );
+  }
+}
+
+/** The tenant component's URN: after the purge, the stack state forgets the tenant. */
+export function tenantUrn(stack: string, model: TenantModel): string {
+  return `urn:pulumi:${stack}::${PROJECT}::pg-tenants:index:Tenant::${model.logical.tenant}`;
+}
+
+export function purgeNextSteps(cfg: StackConfig, model: TenantModel): string[] {
+  const lines = [
+    "Next steps:",
+    `  1. Remove ${path.join(cfg.tenantsDir, `${model.id}.yaml`)} and, before the next pulumi up, the tenant from the stack state`,
+    "     (its database and key are protected: the engine refuses to delete them):",
+    `       pulumi state delete --stack ${cfg.stack} --force --target-dependents '${tenantUrn(cfg.stack, model)}'`,
+  ];
+  if (cfg.keys.provider === "aws-kms") {
+    lines.push(
+      `  2. Crypto-shredding: schedule the deletion of the tenant's KMS key (its final dumps become unreadable when it is deleted)`,
+      `     and delete its credentials secrets:`,
+      `       aws kms schedule-key-deletion --key-id ${model.key.alias} --pending-window-in-days ${cfg.keys.deletionWindowDays}`,
+      `       aws kms delete-alias --alias-name ${model.key.alias}`,
+      ...LOGIN_KINDS.map(
+        (k) =>
+          `       aws secretsmanager delete-secret --secret-id ${credentialsSecretName(cfg.keys.aliasPrefix, model.id, k)} --recovery-window-in-days 7`,
+      ),
+    );
+  } else {
+    lines.push(
+      "  2. The local data key lives only in the stack state and leaves with the state delete; delete the",
+      `     sealed final dumps in backups/${model.id}/ when they must become unreadable.`,
+    );
+  }
+  return lines;
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}

@@ -1,0 +1,176 @@
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { restoreDatabaseName } from "../infra/naming";
+import { quoteIdent } from "../infra/sql";
+import { readManifest, sha256File } from "./lib/archive";
+import {
+  CommandError,
+  CommandIo,
+  EXIT,
+  findTenant,
+  loadContext,
+  parseCommandArgs,
+  processIo,
+  runCommand,
+  UsageError,
+} from "./lib/cli";
+import { findPgTool, libpqEnv, listArchive, requireToolForServer, runPgTool } from "./lib/dump";
+import { clusterTarget, connect, serverMajor, withClient } from "./lib/pg";
+import { isSealed, openingKey, readSealHeader, unsealFile } from "./lib/seal";
+import { compareStats, tableStats } from "./lib/tables";
+
+/**
+ * `npm run restore -- <tenant> <dump> [--stack <name>]`: restores a dump of the tenant into a
+ * new database `<prefix><id>_restore_<UTC time>` on the tenant's cluster, owned by the tenant's
+ * owner role, with the model's database grants and the dump's own grants to the tenant's roles.
+ * The live database is never touched. The dump is checked first (manifest checksum, readable
+ * archive); after the restore every table's row count and checksum is compared with the
+ * manifest. On any failure the new database is dropped and the message says so.
+ */
+
+const USAGE = "npm run restore -- <tenant> <dump file> [--stack <name>]";
+
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  return runCommand(io, async () => {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { stack: { type: "string", default: "local" } },
+      USAGE,
+    );
+    if (positionals.length !== 2)
+      throw new UsageError(`expected a tenant id and a dump file\nusage: ${USAGE}`);
+    const [id, dumpArg] = positionals;
+    const ctx = loadContext(values.stack as string, io.root);
+    const { model } = findTenant(ctx, id);
+    const dump = path.resolve(io.root, dumpArg);
+    if (!fs.existsSync(dump)) throw new CommandError(`dump ${dumpArg} not found`);
+
+    const manifest = readManifest(dump);
+    if (manifest !== undefined) {
+      if (manifest.tenant !== id) {
+        throw new CommandError(
+          `${dumpArg} is a dump of tenant ${manifest.tenant}, not of ${id}; nothing was changed`,
+        );
+      }
+      if (sha256File(dump) !== manifest.sha256) {
+        throw new CommandError(
+          `${dumpArg} does not match the checksum in its manifest (corrupted or altered); nothing was changed`,
+        );
+      }
+    } else {
+      io.err(
+        `warning: ${dumpArg}.json not found: the restore cannot verify row counts against the backup`,
+      );
+    }
+
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-restore-"));
+    try {
+      let archive = dump;
+      if (isSealed(dump)) {
+        archive = path.join(work, "dump");
+        const { header } = readSealHeader(dump);
+        if (header.tenant !== id) {
+          throw new CommandError(
+            `${dumpArg} is sealed for tenant ${header.tenant}, not ${id}; nothing was changed`,
+          );
+        }
+        unsealFile(dump, archive, await openingKey(header, io.env));
+      }
+      const pgRestore = findPgTool("pg_restore", io.env);
+      await listArchive(pgRestore, archive).catch((e: Error) => {
+        throw new CommandError(`${e.message}; nothing was changed`);
+      });
+
+      const target = clusterTarget(ctx.cfg, model.tier, ctx.root, io.env);
+      const name = restoreDatabaseName(ctx.cfg.namePrefix, id, io.now());
+      const admin = await connect(target);
+      let created = false;
+      try {
+        requireToolForServer(pgRestore, await serverMajor(admin), target.tier);
+        const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+        if (exists.rowCount !== 0)
+          throw new CommandError(`database ${name} exists already; try again in a second`);
+        await admin.query(
+          `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(model.database.owner)} TEMPLATE template0 ENCODING 'UTF8' CONNECTION LIMIT ${model.database.connectionLimit}`,
+        );
+        created = true;
+        // Database-level ACLs are not in a dump: the model's database grants, on the new database.
+        for (const g of model.grants.filter((g) => g.objectType === "database")) {
+          const grantee = g.role === "public" ? "PUBLIC" : quoteIdent(g.role);
+          await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(name)} FROM ${grantee}`);
+          if (g.privileges.length > 0) {
+            await admin.query(
+              `GRANT ${g.privileges.join(", ")} ON DATABASE ${quoteIdent(name)} TO ${grantee}`,
+            );
+          }
+        }
+        await runPgTool(
+          pgRestore,
+          ["--single-transaction", "--exit-on-error", `--dbname=${name}`, archive],
+          libpqEnv(target, name, io.env),
+          `restoring into ${name}`,
+        );
+        if (manifest !== undefined) {
+          const stats = await withClient(target, name, (c) => tableStats(c));
+          const problems = compareStats(manifest.tables, stats, name);
+          if (problems.length > 0)
+            throw new CommandError(`the restore does not match the backup: ${problems.join("; ")}`);
+        }
+      } catch (e) {
+        if (created) {
+          await admin
+            .query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`)
+            .catch(() => undefined);
+          throw new CommandError(
+            `${(e as Error).message}\nthe partial restore database ${name} was dropped; the live database ${model.database.name} was not touched`,
+          );
+        }
+        throw e;
+      } finally {
+        await admin.end().catch(() => undefined);
+      }
+
+      const live = model.database.name;
+      const parked = `${live}_replaced_${name.slice(-14)}`;
+      io.out(
+        `restored ${dumpArg} into database ${name} on cluster ${model.tier} (the live database ${live} was not touched)`,
+      );
+      if (manifest !== undefined) {
+        io.out(
+          `verified ${manifest.tables.length} table(s), ${manifest.tables.reduce((n, t) => n + t.rows, 0)} row(s) against the backup manifest`,
+        );
+      }
+      io.out("");
+      io.out(`Inspect it as ${target.user} (pg_hba admits the tenant's logins to ${live} only).`);
+      io.out(
+        `To swap it in, as ${target.user} on cluster ${model.tier} (connected to ${target.database}):`,
+      );
+      for (const sql of swapStatements(live, name, parked)) io.out(`  ${sql}`);
+      io.out(
+        `The program tracks the database by name: from then on ${live} is the restored one, with the`,
+      );
+      io.out(
+        `tenant's grants. ${parked} (connections disallowed) is reported by npm run audit until dropped:`,
+      );
+      io.out(`  DROP DATABASE ${parked};`);
+      return EXIT.ok;
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+}
+
+/** The statements that put a restore database in place of the live one, keeping the old one closed. */
+export function swapStatements(live: string, restored: string, parked: string): string[] {
+  return [
+    `ALTER DATABASE ${live} ALLOW_CONNECTIONS false;`,
+    `-- wait until SELECT count(*) FROM pg_stat_activity WHERE datname = '${live}' is 0 (or end those sessions)`,
+    `ALTER DATABASE ${live} RENAME TO ${parked};`,
+    `ALTER DATABASE ${restored} RENAME TO ${live};`,
+  ];
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}
