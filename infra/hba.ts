@@ -1,5 +1,5 @@
-import type { HbaConfig } from "./config";
-import type { TenantModel } from "./model";
+import type { HbaConfig, StackConfig } from "./config";
+import type { FleetModel, TenantModel } from "./model";
 
 /**
  * Renders a cluster's pg_hba.conf from the tenant model. First match wins in pg_hba, so the
@@ -30,4 +30,21 @@ export function renderHba(
   }
   lines.push("local all all reject", "host all all all reject");
   return lines.join("\n") + "\n";
+}
+
+/**
+ * Every cluster's pg_hba.conf for a fleet: each tier admits its tenants and the tenants moving
+ * onto it (so their credentials work on the target the moment a move switches over). Pass the
+ * whole manifest's fleet: a cluster must admit every tenant on it, whichever shard declares it.
+ */
+export function renderFleetHba(cfg: StackConfig, fleet: FleetModel): Record<string, string> {
+  return Object.fromEntries(
+    Object.keys(cfg.clusters).map((tier) => [
+      tier,
+      renderHba(tier, cfg.clusters[tier].username, cfg.hba, [
+        ...fleet.byTier[tier],
+        ...fleet.movingIn[tier],
+      ]),
+    ]),
+  );
 }

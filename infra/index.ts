@@ -1,10 +1,8 @@
 import * as path from "path";
 import { loadClusterPasswords, loadStackConfig } from "./config";
 import { loadManifest } from "./manifest";
-import { renderHba } from "./hba";
-import { buildFleetModel, reservedNames } from "./model";
+import { reservedNames } from "./model";
 import { declareFleet } from "./program";
-import { tenantsOfShard } from "./shards";
 
 /**
  * The composition root, and the only module with side effects: read the stack config, load and
@@ -19,19 +17,7 @@ export = async () => {
     reservedNames: reservedNames(cfg),
   });
   // The whole manifest is validated above; the stack declares only its shard of it.
-  const outputs = await withoutPromiseStackTraces(() =>
-    declareFleet(cfg, tenantsOfShard(cfg, tenants), passwords),
-  );
-  if (cfg.shard === undefined) return outputs;
-  // A cluster's pg_hba.conf must admit every tenant on it, whichever shard declares the tenant.
-  const fleet = buildFleetModel(tenants, cfg);
-  const pgHba = Object.fromEntries(
-    Object.entries(fleet.byTier).map(([tier, models]) => [
-      tier,
-      renderHba(tier, cfg.clusters[tier].username, cfg.hba, [...models, ...fleet.movingIn[tier]]),
-    ]),
-  );
-  return { ...outputs, pgHba };
+  return withoutPromiseStackTraces(() => declareFleet(cfg, tenants, passwords));
 };
 
 /**

@@ -2,10 +2,11 @@ import * as postgresql from "@pulumi/postgresql";
 import * as pulumi from "@pulumi/pulumi";
 import { Tenant, TenantSecrets, TenantSummary } from "./components/tenant";
 import type { StackConfig } from "./config";
-import { renderHba } from "./hba";
+import { renderFleetHba } from "./hba";
 import type { Tenant as TenantFile } from "./manifest";
 import { buildFleetModel } from "./model";
 import { clusterProviderName } from "./naming";
+import { tenantsOfShard } from "./shards";
 
 /** The stack outputs. Everything secret sits under `credentials`, which is a secret as a whole. */
 export interface FleetOutputs {
@@ -17,7 +18,8 @@ export interface FleetOutputs {
 }
 
 /**
- * Declares the whole fleet of a stack: one provider per cluster, one Tenant per tenant file.
+ * Declares the fleet of a stack: one provider per cluster, one Tenant per tenant of the stack's
+ * shard (`tenantsOfShard`), and every cluster's pg_hba.conf from the whole manifest.
  * No side effect happens until this is called; infra/index.ts calls it once per run.
  * Between tenants it yields to the event loop, so the runtime sends (and, in a preview or under
  * mocks, settles) one tenant's registrations before the next is declared: declared in one
@@ -26,10 +28,11 @@ export interface FleetOutputs {
  */
 export async function declareFleet(
   cfg: StackConfig,
-  tenants: readonly TenantFile[],
+  manifest: readonly TenantFile[],
   clusterPasswords: Record<string, pulumi.Input<string>>,
 ): Promise<FleetOutputs> {
-  const fleet = buildFleetModel(tenants, cfg);
+  const hbaFleet = buildFleetModel(manifest, cfg);
+  const fleet = cfg.shard === undefined ? hbaFleet : buildFleetModel(tenantsOfShard(cfg, manifest), cfg);
 
   const providers: Record<string, postgresql.Provider> = {};
   for (const [tier, cluster] of Object.entries(cfg.clusters)) {
@@ -69,19 +72,10 @@ export async function declareFleet(
     await nextTurn();
   }
 
-  const pgHba = Object.fromEntries(
-    Object.entries(fleet.byTier).map(([tier, models]) => [
-      tier,
-      // A tenant moving onto the tier is admitted there already, so its credentials work on
-      // the target the moment the move switches over.
-      renderHba(tier, cfg.clusters[tier].username, cfg.hba, [...models, ...fleet.movingIn[tier]]),
-    ]),
-  );
-
   return {
     tenants: summaries,
     ...(cfg.keys.provider === "local" ? { credentials: pulumi.secret(pulumi.output(secrets)) } : {}),
-    pgHba,
+    pgHba: renderFleetHba(cfg, hbaFleet),
   };
 }
 

@@ -1,7 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { StackConfig } from "../infra/config";
-import { renderHba } from "../infra/hba";
+import { renderFleetHba } from "../infra/hba";
 import type { Tenant } from "../infra/manifest";
 import { buildFleetModel } from "../infra/model";
 import {
@@ -27,16 +27,7 @@ export function renderStackHba(
   cfg: StackConfig,
   tenants: readonly Tenant[],
 ): Record<string, string> {
-  const fleet = buildFleetModel(tenants, cfg);
-  return Object.fromEntries(
-    Object.keys(cfg.clusters).map((tier) => [
-      tier,
-      renderHba(tier, cfg.clusters[tier].username, cfg.hba, [
-        ...fleet.byTier[tier],
-        ...(fleet.movingIn?.[tier] ?? []),
-      ]),
-    ]),
-  );
+  return renderFleetHba(cfg, buildFleetModel(tenants, cfg));
 }
 
 /** The file a tier's pg_hba.conf is written to. */
