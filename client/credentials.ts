@@ -2,18 +2,13 @@ import * as fs from "fs";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { credentialsSecretName, LoginKind } from "../infra/naming";
 import { TenantSecretError } from "./errors";
+import type { Credentials } from "../infra/components/credentials";
 
-/** What one login needs to connect: the JSON document stored per login role. */
-export interface LoginCredentials {
-  host: string;
-  port: number;
-  database: string;
-  user: string;
-  password: string;
-  sslmode: string;
-  /** KMS ciphertext (base64) of the tenant's data key (aws-kms stacks). */
-  dataKeyCiphertext?: string;
-}
+/**
+ * What one login needs to connect: the JSON document the program stores per login role (one
+ * definition, the program's, so the two sides cannot drift apart).
+ */
+export type LoginCredentials = Credentials;
 
 /** Where credentials come from. Implementations fetch fresh on every call; caching is separate. */
 export interface CredentialsProvider {

@@ -173,7 +173,12 @@ function headSide(root: string): Side {
 function baseSide(ref: string, root: string, changes: readonly ChangedFile[], head: Side): Side {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pg-tenants-affected-"));
   try {
-    const names = git(["ls-tree", "--name-only", `${ref}:stacks`], root)
+    // No stacks/ folder at the base: every stack is new.
+    const listing = git(["ls-tree", "--name-only", ref, "stacks/"], root).replace(
+      /^stacks\//gm,
+      "",
+    );
+    const names = listing
       .split("\n")
       .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
       .filter((s): s is string => s !== undefined);
