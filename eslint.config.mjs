@@ -3,7 +3,15 @@ import pulumi from "@pulumi/eslint-plugin";
 
 export default tseslint.config(
   {
-    ignores: ["node_modules/", "dist/", ".local/", "policy/node_modules/", "**/*.js", "**/*.mjs", "**/*.cjs"],
+    ignores: [
+      "node_modules/",
+      "dist/",
+      ".local/",
+      "policy/node_modules/",
+      "**/*.js",
+      "**/*.mjs",
+      "**/*.cjs",
+    ],
   },
   ...tseslint.configs.recommended,
   {

@@ -39,11 +39,15 @@ const cidr = z
   });
 
 const ClusterSchema = z.strictObject({
-  host: z.string({ error: "must be a host name or address" }).min(1, { error: "must not be empty" }),
+  host: z
+    .string({ error: "must be a host name or address" })
+    .min(1, { error: "must not be empty" }),
   port: port.default(5432),
   database: identifier.default("postgres"),
   username: identifier,
-  sslmode: z.enum(SSL_MODES, { error: `must be one of ${SSL_MODES.join(", ")}` }).default("require"),
+  sslmode: z
+    .enum(SSL_MODES, { error: `must be one of ${SSL_MODES.join(", ")}` })
+    .default("require"),
   maxConnections: positiveInt("maxConnections", 1000).default(10),
   connectTimeout: positiveInt("connectTimeout", 600).default(15),
   /** Per-tier default database and login connection limit; a tenant file may lower or raise it. */
@@ -68,7 +72,9 @@ const KeysSchema = z.strictObject({
 
 const HbaSchema = z.strictObject({
   /** `hostssl` on real clusters; `host` only where the server has no TLS (embedded local clusters). */
-  connectionType: z.enum(["hostssl", "host"], { error: "must be hostssl or host" }).default("hostssl"),
+  connectionType: z
+    .enum(["hostssl", "host"], { error: "must be hostssl or host" })
+    .default("hostssl"),
   clientCidrs: z.array(cidr).min(1, { error: "must list at least one CIDR" }),
   adminCidrs: z.array(cidr).min(1, { error: "must list at least one CIDR" }),
   /** Roles besides the provisioning role that may connect from adminCidrs (e.g. the bootstrap superuser). */
@@ -81,7 +87,10 @@ const StackConfigSchema = z.strictObject({
     .regex(/^[a-z][a-z0-9_]*_$/, { error: "must match ^[a-z][a-z0-9_]*_$ (e.g. tenant_)" })
     .default("tenant_"),
   template: identifier,
-  appSchemas: z.array(identifier).min(1, { error: "must list at least one schema" }).default(["app"]),
+  appSchemas: z
+    .array(identifier)
+    .min(1, { error: "must list at least one schema" })
+    .default(["app"]),
   tenantsDir: z.string({ error: "must be a folder path" }).default("tenants"),
   clusters: z
     .record(z.string(), ClusterSchema, { error: "must map each tier to its cluster" })
@@ -91,7 +100,11 @@ const StackConfigSchema = z.strictObject({
       }
       for (const tier of Object.keys(clusters)) {
         if (!TENANT_ID_PATTERN.test(tier)) {
-          ctx.addIssue({ code: "custom", path: [tier], message: "tier names must match ^[a-z][a-z0-9_]*$" });
+          ctx.addIssue({
+            code: "custom",
+            path: [tier],
+            message: "tier names must match ^[a-z][a-z0-9_]*$",
+          });
         }
       }
     }),
@@ -154,10 +167,21 @@ export function parseStackConfig(stack: string, raw: Record<string, unknown>): S
     );
   }
   if (parsed.success && parsed.data.shard !== undefined) {
-    issues.push(...shardConfigIssues(file, `${PROJECT}:shard`, parsed.data.shard, Object.keys(parsed.data.clusters)));
+    issues.push(
+      ...shardConfigIssues(
+        file,
+        `${PROJECT}:shard`,
+        parsed.data.shard,
+        Object.keys(parsed.data.clusters),
+      ),
+    );
   }
   if (parsed.success && maxTenantIdLength(parsed.data.namePrefix) < 1) {
-    issues.push({ file, field: `${PROJECT}:namePrefix`, message: "is too long to leave room for tenant ids" });
+    issues.push({
+      file,
+      field: `${PROJECT}:namePrefix`,
+      message: "is too long to leave room for tenant ids",
+    });
   }
   if (issues.length > 0 || !parsed.success) {
     throw new InputError(`Stack config ${file} is invalid:`, issues);
@@ -173,7 +197,6 @@ function allowedKeysAt(path: PropertyKey[]): readonly string[] {
   if (path[0] === "shard") return SHARD_FIELDS;
   return [];
 }
-
 
 /** The stack config as the running Pulumi program sees it. */
 export function loadStackConfig(): StackConfig {

@@ -21,7 +21,9 @@ export class InputError extends Error {
 }
 
 export function formatIssue(issue: InputIssue): string {
-  return issue.field ? `${issue.file}: ${issue.field}: ${issue.message}` : `${issue.file}: ${issue.message}`;
+  return issue.field
+    ? `${issue.file}: ${issue.field}: ${issue.message}`
+    : `${issue.file}: ${issue.message}`;
 }
 
 /** Turns zod's issues into located ones; unknown keys become one issue per key. */

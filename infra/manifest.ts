@@ -43,22 +43,24 @@ const MoveSchema = z
   .strictObject({
     to: text().describe("The tier the tenant moves to; `npm run move -- <id>` copies the data."),
   })
-  .describe("A declared tier move: the program provisions the target; the move command copies and switches.");
+  .describe(
+    "A declared tier move: the program provisions the target; the move command copies and switches.",
+  );
 
 /** The shape of one `tenants/<id>.yaml`; `tenants/tenant.schema.json` is generated from it. */
 export const TenantFileSchema = z
   .strictObject({
     id: text()
       .regex(TENANT_ID_PATTERN, {
-        error: "must match ^[a-z][a-z0-9_]*$ (a lowercase letter, then lowercase letters, digits or _)",
+        error:
+          "must match ^[a-z][a-z0-9_]*$ (a lowercase letter, then lowercase letters, digits or _)",
       })
       .describe("Stable tenant id; the file must be named <id>.yaml. Never change it."),
     displayName: text()
       .min(1, { error: "must not be empty" })
       .max(200, { error: "must be at most 200 characters" })
       .describe("Human-readable name, used in tags and reports only."),
-    tier: text()
-      .describe("A tier of the stack config (pg-tenants:clusters); decides the cluster."),
+    tier: text().describe("A tier of the stack config (pg-tenants:clusters); decides the cluster."),
     state: z
       .enum(TENANT_STATES, { error: `must be one of ${TENANT_STATES.join(", ")}` })
       .default("active")
@@ -66,9 +68,13 @@ export const TenantFileSchema = z
     offboardedAt: z
       .string({ error: "must be a date YYYY-MM-DD" })
       .regex(ISO_DATE, { error: "must be a date YYYY-MM-DD" })
-      .refine((v) => !ISO_DATE.test(v) || isCalendarDate(v), { error: "is not a calendar day (YYYY-MM-DD)" })
+      .refine((v) => !ISO_DATE.test(v) || isCalendarDate(v), {
+        error: "is not a calendar day (YYYY-MM-DD)",
+      })
       .optional()
-      .describe("Day the tenant was offboarded (YYYY-MM-DD); required with state: offboarded. Retention counts from it."),
+      .describe(
+        "Day the tenant was offboarded (YYYY-MM-DD); required with state: offboarded. Retention counts from it.",
+      ),
     move: MoveSchema.optional(),
     limits: LimitsSchema.optional(),
   })
@@ -138,14 +144,20 @@ export function parseManifest(files: readonly SourceFile[], ctx: ManifestContext
     const names = Object.values(tenantNames(ctx.namePrefix, tenant.id));
     const clash = [tenant.id, ...names].find((n) => reserved.has(n) || n.startsWith("pg_"));
     if (clash !== undefined) {
-      fileIssue("id", `${JSON.stringify(clash)} is a reserved name (postgres, template0/1, public, pg_*, the template, the provisioning roles)`);
+      fileIssue(
+        "id",
+        `${JSON.stringify(clash)} is a reserved name (postgres, template0/1, public, pg_*, the template, the provisioning roles)`,
+      );
     }
     const ending = RESERVED_ID_ENDINGS.find((e) => tenant.id.endsWith(e));
     if (ending !== undefined) {
       fileIssue("id", `must not end with ${ending}: another tenant's role names end that way`);
     }
     if (!ctx.tiers.includes(tenant.tier)) {
-      fileIssue("tier", `unknown tier ${JSON.stringify(tenant.tier)}; the stack has: ${ctx.tiers.join(", ")}`);
+      fileIssue(
+        "tier",
+        `unknown tier ${JSON.stringify(tenant.tier)}; the stack has: ${ctx.tiers.join(", ")}`,
+      );
     }
     const first = firstFileOfId.get(tenant.id);
     if (first !== undefined) {
@@ -170,7 +182,10 @@ export function parseManifest(files: readonly SourceFile[], ctx: ManifestContext
 function lifecycleIssues(tenant: TenantFile, ctx: ManifestContext): [string, string][] {
   const out: [string, string][] = [];
   if (tenant.state === "offboarded" && tenant.offboardedAt === undefined) {
-    out.push(["offboardedAt", "is required with state: offboarded (the day retention starts, YYYY-MM-DD)"]);
+    out.push([
+      "offboardedAt",
+      "is required with state: offboarded (the day retention starts, YYYY-MM-DD)",
+    ]);
   }
   if (tenant.state !== "offboarded" && tenant.offboardedAt !== undefined) {
     out.push(["offboardedAt", "is only allowed with state: offboarded"]);
@@ -180,9 +195,15 @@ function lifecycleIssues(tenant: TenantFile, ctx: ManifestContext): [string, str
       out.push(["move", "an offboarded tenant cannot move; remove move"]);
     }
     if (tenant.move.to === tenant.tier) {
-      out.push(["move.to", `is the tenant's tier already (${tenant.tier}); name another tier or remove move`]);
+      out.push([
+        "move.to",
+        `is the tenant's tier already (${tenant.tier}); name another tier or remove move`,
+      ]);
     } else if (!ctx.tiers.includes(tenant.move.to)) {
-      out.push(["move.to", `unknown tier ${JSON.stringify(tenant.move.to)}; the stack has: ${ctx.tiers.join(", ")}`]);
+      out.push([
+        "move.to",
+        `unknown tier ${JSON.stringify(tenant.move.to)}; the stack has: ${ctx.tiers.join(", ")}`,
+      ]);
     }
   }
   return out;

@@ -78,7 +78,13 @@ export interface TenantModel {
    * `open` is false once the tenant is offboarded: its group loses CONNECT, its logins are
    * NOLOGIN and pg_hba has no line for it; the database itself and everything in it stay.
    */
-  database: { name: string; owner: string; template: string; connectionLimit: number; open: boolean };
+  database: {
+    name: string;
+    owner: string;
+    template: string;
+    connectionLimit: number;
+    open: boolean;
+  };
   roles: RoleSpec[];
   /** In dependency order: each grant on the database runs after the one before it. */
   grants: GrantSpec[];
@@ -215,7 +221,12 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
     // The target is exactly the model the tenant has once its file says `tier: <to>`, so the
     // switch leaves the target placement's inputs unchanged.
     ...(tenant.move !== undefined
-      ? { move: { to: tenant.move.to, target: buildTenantModel({ ...tenant, tier: tenant.move.to, move: undefined }, cfg) } }
+      ? {
+          move: {
+            to: tenant.move.to,
+            target: buildTenantModel({ ...tenant, tier: tenant.move.to, move: undefined }, cfg),
+          },
+        }
       : {}),
   };
 }

@@ -59,10 +59,7 @@ export function tenantNames(prefix: string, id: string): TenantNames {
 
 /** A restore target: the timestamp keeps parallel restores of one tenant apart. */
 export function restoreDatabaseName(prefix: string, id: string, at: Date): string {
-  const stamp = at
-    .toISOString()
-    .replace(/[-:T]/g, "")
-    .slice(0, "YYYYMMDDHHMMSS".length);
+  const stamp = at.toISOString().replace(/[-:T]/g, "").slice(0, "YYYYMMDDHHMMSS".length);
   return `${prefix}${id}${RESTORE_INFIX}${stamp}`;
 }
 

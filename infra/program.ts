@@ -32,7 +32,8 @@ export async function declareFleet(
   clusterPasswords: Record<string, pulumi.Input<string>>,
 ): Promise<FleetOutputs> {
   const hbaFleet = buildFleetModel(manifest, cfg);
-  const fleet = cfg.shard === undefined ? hbaFleet : buildFleetModel(tenantsOfShard(cfg, manifest), cfg);
+  const fleet =
+    cfg.shard === undefined ? hbaFleet : buildFleetModel(tenantsOfShard(cfg, manifest), cfg);
 
   const providers: Record<string, postgresql.Provider> = {};
   for (const [tier, cluster] of Object.entries(cfg.clusters)) {
@@ -74,7 +75,9 @@ export async function declareFleet(
 
   return {
     tenants: summaries,
-    ...(cfg.keys.provider === "local" ? { credentials: pulumi.secret(pulumi.output(secrets)) } : {}),
+    ...(cfg.keys.provider === "local"
+      ? { credentials: pulumi.secret(pulumi.output(secrets)) }
+      : {}),
     pgHba: renderFleetHba(cfg, hbaFleet),
   };
 }

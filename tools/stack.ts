@@ -27,7 +27,11 @@ export function readStackFile(stack: string, root = process.cwd()): StackFile {
   if (!fs.existsSync(file)) {
     const known = listStacks(root);
     throw new InputError(`Unknown stack ${JSON.stringify(stack)}:`, [
-      { file: stackFile(stack), field: "", message: `not found; stacks here: ${known.join(", ") || "none"}` },
+      {
+        file: stackFile(stack),
+        field: "",
+        message: `not found; stacks here: ${known.join(", ") || "none"}`,
+      },
     ]);
   }
   const doc = (parse(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
@@ -87,7 +91,10 @@ export function manifestContext(cfg: StackConfig) {
  * A tier's provisioning password for the tools: `PGTENANTS_PASSWORD_<TIER>` (tier upper-cased),
  * else the value `fallback` supplies (e.g. the local clusters' state file). Never logged.
  */
-export function clusterPassword(tier: string, fallback?: (tier: string) => string | undefined): string {
+export function clusterPassword(
+  tier: string,
+  fallback?: (tier: string) => string | undefined,
+): string {
   const envName = `PGTENANTS_PASSWORD_${tier.toUpperCase()}`;
   const value = process.env[envName] ?? fallback?.(tier);
   if (value === undefined || value === "") {

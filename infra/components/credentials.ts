@@ -42,8 +42,9 @@ export class TenantCredentials extends pulumi.ComponentResource {
     const documents = {} as Record<LoginKind, pulumi.Output<Credentials>>;
     for (const login of LOGIN_KINDS) {
       documents[login] = pulumi.secret(
-        pulumi.all([args.passwords[login], args.dataKeyCiphertext]).apply(
-          ([password, dataKeyCiphertext]): Credentials => ({
+        pulumi
+          .all([args.passwords[login], args.dataKeyCiphertext])
+          .apply(([password, dataKeyCiphertext]): Credentials => ({
             host: cluster.host,
             port: cluster.port,
             database: model.names.database,
@@ -51,8 +52,7 @@ export class TenantCredentials extends pulumi.ComponentResource {
             password,
             sslmode: cluster.sslmode,
             ...(dataKeyCiphertext !== undefined ? { dataKeyCiphertext } : {}),
-          }),
-        ),
+          })),
       );
     }
     this.documents = documents;

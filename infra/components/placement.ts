@@ -25,7 +25,8 @@ export class TenantPlacement extends pulumi.ComponentResource {
 
     const roles = {} as Record<RoleKind, postgresql.Role>;
     for (const spec of model.roles) {
-      const password = spec.kind === "rw" || spec.kind === "ro" ? args.passwords[spec.kind] : undefined;
+      const password =
+        spec.kind === "rw" || spec.kind === "ro" ? args.passwords[spec.kind] : undefined;
       roles[spec.kind] = new postgresql.Role(
         `${name}-role-${spec.kind}`,
         {
@@ -129,7 +130,9 @@ function roleOutput(
   ) as RoleKind | undefined;
   const role = kind === undefined ? undefined : roles[kind];
   if (role === undefined) {
-    throw new Error(`internal: role ${roleName} of tenant ${model.id} is not declared before its use`);
+    throw new Error(
+      `internal: role ${roleName} of tenant ${model.id} is not declared before its use`,
+    );
   }
   return role.name;
 }

@@ -97,7 +97,12 @@ export class Tenant extends pulumi.ComponentResource {
       host: args.cluster.host,
       port: args.cluster.port,
       database: model.names.database,
-      roles: { group: model.names.group, owner: model.names.owner, rw: model.names.rw, ro: model.names.ro },
+      roles: {
+        group: model.names.group,
+        owner: model.names.owner,
+        rw: model.names.rw,
+        ro: model.names.ro,
+      },
       keyProvider: args.keys.provider,
       ...(args.keys.provider === "aws-kms"
         ? { keyAlias: model.key.alias, credentialsSecretArns: credentials.secretArns }

@@ -18,7 +18,10 @@ export interface Registration {
 export class RecordingMocks implements pulumi.runtime.Mocks {
   public readonly registrations: Registration[] = [];
 
-  newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
+  newResource(args: pulumi.runtime.MockResourceArgs): {
+    id: string;
+    state: Record<string, unknown>;
+  } {
     const id = args.id && args.id !== "" ? args.id : `${args.name}-id`;
     this.registrations.push({
       type: args.type,
@@ -40,7 +43,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
 
   named(name: string): Registration {
     const found = this.registrations.filter((r) => r.name === name);
-    if (found.length !== 1) throw new Error(`expected one registration named ${name}, found ${found.length}`);
+    if (found.length !== 1)
+      throw new Error(`expected one registration named ${name}, found ${found.length}`);
     return found[0];
   }
 }
@@ -51,9 +55,14 @@ function mockedOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, un
     case "random:index/randomPassword:RandomPassword":
       return { result: `pw-${args.name}` };
     case "random:index/randomBytes:RandomBytes":
-      return { base64: Buffer.from(`key-${args.name}`.padEnd(32, "k").slice(0, 32)).toString("base64") };
+      return {
+        base64: Buffer.from(`key-${args.name}`.padEnd(32, "k").slice(0, 32)).toString("base64"),
+      };
     case "aws:kms/key:Key":
-      return { keyId: `key-${args.name}`, arn: `arn:aws:kms:eu-west-1:123456789012:key/${args.name}` };
+      return {
+        keyId: `key-${args.name}`,
+        arn: `arn:aws:kms:eu-west-1:123456789012:key/${args.name}`,
+      };
     case "aws:kms/ciphertext:Ciphertext":
       return { ciphertextBlob: `ciphertext-of-${args.name}` };
     case "aws:secretsmanager/secret:Secret":
@@ -77,6 +86,11 @@ export function runtimeConfig(config: Record<string, unknown>): Record<string, s
 export async function resolve<T>(value: pulumi.Input<T>): Promise<{ value: T; secret: boolean }> {
   const out = pulumi.output(value);
   const secret = await pulumi.isSecret(out);
-  const v = await new Promise<T>((res) => out.apply((x) => { res(x as T); return x; }));
+  const v = await new Promise<T>((res) =>
+    out.apply((x) => {
+      res(x as T);
+      return x;
+    }),
+  );
   return { value: v, secret };
 }

@@ -59,7 +59,10 @@ export async function runProgram(
     ...file.raw,
     tenantsDir: writeTenants(tenants),
     clusterPasswords: Object.fromEntries(
-      Object.keys((file.raw.clusters ?? {}) as object).map((tier) => [tier, `provisioner-password-${tier}`]),
+      Object.keys((file.raw.clusters ?? {}) as object).map((tier) => [
+        tier,
+        `provisioner-password-${tier}`,
+      ]),
     ),
     ...overrides,
   };
@@ -93,7 +96,9 @@ export async function runProgram(
 
 /** Registrations that belong to a tenant: its component and everything named after it. */
 export function ofTenant(regs: readonly Registration[], id: string): Registration[] {
-  return regs.filter((r) => r.name === id || r.name.startsWith(`${id}-`) || r.name.startsWith(`${id}@`));
+  return regs.filter(
+    (r) => r.name === id || r.name.startsWith(`${id}-`) || r.name.startsWith(`${id}@`),
+  );
 }
 
 /** Replaces the runtime's secret wrapper `{<sig>: ..., value}` by `{secret: value}` for comparisons. */

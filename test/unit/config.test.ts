@@ -36,7 +36,11 @@ describe("parseStackConfig", () => {
       connectionLimit: 20,
       statementTimeoutMs: 30000,
     });
-    assert.deepEqual(cfg.keys, { provider: "local", aliasPrefix: "pg-tenants", deletionWindowDays: 30 });
+    assert.deepEqual(cfg.keys, {
+      provider: "local",
+      aliasPrefix: "pg-tenants",
+      deletionWindowDays: 30,
+    });
     assert.deepEqual(cfg.hba, {
       connectionType: "host",
       clientCidrs: ["127.0.0.1/32"],
@@ -61,7 +65,11 @@ describe("parseStackConfig", () => {
         `${F}: pg-tenants:colour: unknown setting; allowed: namePrefix, template, appSchemas, tenantsDir, clusters, keys, hba, retentionDays, shard, clusterPasswords`,
       ],
     ],
-    ["a missing template", (r) => delete r.template, [`${F}: pg-tenants:template: must be a string`]],
+    [
+      "a missing template",
+      (r) => delete r.template,
+      [`${F}: pg-tenants:template: must be a string`],
+    ],
     [
       "a port out of range",
       (r) => ((r.clusters as Record<string, Record<string, unknown>>).standard.port = 70000),
@@ -70,7 +78,9 @@ describe("parseStackConfig", () => {
     [
       "an unknown sslmode",
       (r) => ((r.clusters as Record<string, Record<string, unknown>>).premium.sslmode = "prefer"),
-      [`${F}: pg-tenants:clusters.premium.sslmode: must be one of disable, require, verify-ca, verify-full`],
+      [
+        `${F}: pg-tenants:clusters.premium.sslmode: must be one of disable, require, verify-ca, verify-full`,
+      ],
     ],
     [
       "an unknown cluster field",
@@ -81,15 +91,23 @@ describe("parseStackConfig", () => {
     ],
     [
       "a provisioning username that is not an identifier",
-      (r) => ((r.clusters as Record<string, Record<string, unknown>>).standard.username = "bob; --"),
+      (r) =>
+        ((r.clusters as Record<string, Record<string, unknown>>).standard.username = "bob; --"),
       [`${F}: pg-tenants:clusters.standard.username: must match ^[a-z_][a-z0-9_]*$`],
     ],
     [
       "a tier name that is not an identifier",
-      (r) => ((r.clusters as Record<string, unknown>)["Gold Tier"] = (r.clusters as Record<string, unknown>).standard),
+      (r) =>
+        ((r.clusters as Record<string, unknown>)["Gold Tier"] = (
+          r.clusters as Record<string, unknown>
+        ).standard),
       [`${F}: pg-tenants:clusters.Gold Tier: tier names must match ^[a-z][a-z0-9_]*$`],
     ],
-    ["no tiers", (r) => (r.clusters = {}), [`${F}: pg-tenants:clusters: must declare at least one tier`]],
+    [
+      "no tiers",
+      (r) => (r.clusters = {}),
+      [`${F}: pg-tenants:clusters: must declare at least one tier`],
+    ],
     [
       "an unknown key provider",
       (r) => (r.keys = { provider: "vault" }),

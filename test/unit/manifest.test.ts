@@ -19,20 +19,27 @@ function problems(files: SourceFile[]): string[] {
     parseManifest(files, ctx);
   } catch (e) {
     assert.ok(e instanceof InputError, `expected an InputError, got ${String(e)}`);
-    return e.issues.map((i) => (i.field ? `${i.file}: ${i.field}: ${i.message}` : `${i.file}: ${i.message}`));
+    return e.issues.map((i) =>
+      i.field ? `${i.file}: ${i.field}: ${i.message}` : `${i.file}: ${i.message}`,
+    );
   }
   return [];
 }
 
-const PATTERN = "must match ^[a-z][a-z0-9_]*$ (a lowercase letter, then lowercase letters, digits or _)";
-const RESERVED = "is a reserved name (postgres, template0/1, public, pg_*, the template, the provisioning roles)";
+const PATTERN =
+  "must match ^[a-z][a-z0-9_]*$ (a lowercase letter, then lowercase letters, digits or _)";
+const RESERVED =
+  "is a reserved name (postgres, template0/1, public, pg_*, the template, the provisioning roles)";
 
 describe("parseManifest", () => {
   it("returns valid tenants sorted by id, with defaults", () => {
     const tenants = parseManifest(
       [
         tenantFile("zeta"),
-        tenantFile("acme", "state: active\nlimits:\n  connectionLimit: 5\n  statementTimeoutMs: 0\n"),
+        tenantFile(
+          "acme",
+          "state: active\nlimits:\n  connectionLimit: 5\n  statementTimeoutMs: 0\n",
+        ),
       ],
       ctx,
     );
@@ -45,7 +52,13 @@ describe("parseManifest", () => {
         limits: { connectionLimit: 5, statementTimeoutMs: 0 },
         file: "tenants/acme.yaml",
       },
-      { id: "zeta", displayName: "Tenant zeta", tier: "standard", state: "active", file: "tenants/zeta.yaml" },
+      {
+        id: "zeta",
+        displayName: "Tenant zeta",
+        tier: "standard",
+        state: "active",
+        file: "tenants/zeta.yaml",
+      },
     ]);
   });
 
@@ -62,7 +75,11 @@ describe("parseManifest", () => {
       [tenantFile("\u0430cme", "", "tenants/acme.yaml")],
       [`tenants/acme.yaml: id: ${PATTERN}`],
     ],
-    ["a path", [tenantFile(`"../etc"`, "", "tenants/etc.yaml")], [`tenants/etc.yaml: id: ${PATTERN}`]],
+    [
+      "a path",
+      [tenantFile(`"../etc"`, "", "tenants/etc.yaml")],
+      [`tenants/etc.yaml: id: ${PATTERN}`],
+    ],
     ["a hyphen", [tenantFile("acme-corp")], [`tenants/acme-corp.yaml: id: ${PATTERN}`]],
     [
       "an id too long for 63-byte names",
@@ -72,9 +89,17 @@ describe("parseManifest", () => {
       ],
     ],
     ["postgres", [tenantFile("postgres")], [`tenants/postgres.yaml: id: "postgres" ${RESERVED}`]],
-    ["template1", [tenantFile("template1")], [`tenants/template1.yaml: id: "template1" ${RESERVED}`]],
+    [
+      "template1",
+      [tenantFile("template1")],
+      [`tenants/template1.yaml: id: "template1" ${RESERVED}`],
+    ],
     ["public", [tenantFile("public")], [`tenants/public.yaml: id: "public" ${RESERVED}`]],
-    ["a pg_ name", [tenantFile("pg_signal")], [`tenants/pg_signal.yaml: id: "pg_signal" ${RESERVED}`]],
+    [
+      "a pg_ name",
+      [tenantFile("pg_signal")],
+      [`tenants/pg_signal.yaml: id: "pg_signal" ${RESERVED}`],
+    ],
     [
       "the template's name",
       [tenantFile("customer_template_v1")],
@@ -93,7 +118,9 @@ describe("parseManifest", () => {
     [
       "an id ending like the owner role",
       [tenantFile("acme_owner")],
-      ["tenants/acme_owner.yaml: id: must not end with _owner: another tenant's role names end that way"],
+      [
+        "tenants/acme_owner.yaml: id: must not end with _owner: another tenant's role names end that way",
+      ],
     ],
     [
       "a file name that differs from the id",
@@ -116,12 +143,16 @@ describe("parseManifest", () => {
     [
       "an unknown field",
       [tenantFile("acme", "owner: bob\n")],
-      ["tenants/acme.yaml: owner: unknown field; allowed: id, displayName, tier, state, offboardedAt, move, limits"],
+      [
+        "tenants/acme.yaml: owner: unknown field; allowed: id, displayName, tier, state, offboardedAt, move, limits",
+      ],
     ],
     [
       "an unknown limit",
       [tenantFile("acme", "limits:\n  maxRows: 5\n")],
-      ["tenants/acme.yaml: limits.maxRows: unknown field; allowed: connectionLimit, statementTimeoutMs"],
+      [
+        "tenants/acme.yaml: limits.maxRows: unknown field; allowed: connectionLimit, statementTimeoutMs",
+      ],
     ],
     [
       "an unknown state",
@@ -166,7 +197,12 @@ describe("parseManifest", () => {
     ],
     [
       "a repeated key",
-      [{ file: "tenants/acme.yaml", text: "id: acme\nid: other\ndisplayName: A\ntier: standard\n" }],
+      [
+        {
+          file: "tenants/acme.yaml",
+          text: "id: acme\nid: other\ndisplayName: A\ntier: standard\n",
+        },
+      ],
       ["tenants/acme.yaml: malformed YAML: Map keys must be unique"],
     ],
   ];
@@ -178,7 +214,11 @@ describe("parseManifest", () => {
   }
 
   it("reports every problem of every file at once", () => {
-    const found = problems([tenantFile("Bad"), tenantFile("good"), tenantFile("acme", "tier2: x\n")]);
+    const found = problems([
+      tenantFile("Bad"),
+      tenantFile("good"),
+      tenantFile("acme", "tier2: x\n"),
+    ]);
     assert.deepEqual(found, [
       `tenants/Bad.yaml: id: ${PATTERN}`,
       "tenants/acme.yaml: tier2: unknown field; allowed: id, displayName, tier, state, offboardedAt, move, limits",
@@ -189,7 +229,8 @@ describe("parseManifest", () => {
     assert.throws(
       () => parseManifest([tenantFile("Bad")], ctx),
       (e: Error) =>
-        e.message === `The tenants manifest has 1 problem(s):\n  - tenants/Bad.yaml: id: ${PATTERN}`,
+        e.message ===
+        `The tenants manifest has 1 problem(s):\n  - tenants/Bad.yaml: id: ${PATTERN}`,
     );
   });
 });

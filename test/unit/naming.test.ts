@@ -30,14 +30,19 @@ describe("naming", () => {
     assert.equal(restore, `tenant_${id}_restore_20261126063059`);
     assert.equal(Buffer.byteLength(restore), 63);
     assert.equal(LONGEST_SUFFIX_LENGTH, 23);
-    for (const name of Object.values(tenantNames("tenant_", id))) assert.ok(name.length <= 63, name);
+    for (const name of Object.values(tenantNames("tenant_", id)))
+      assert.ok(name.length <= 63, name);
   });
 
   const logical: Array<[string, string, string]> = [
     ["placement", placementLogicalName("acme", "premium"), "acme@premium"],
     ["cluster provider", clusterProviderName("standard"), "cluster-standard"],
     ["KMS alias", keyAliasName("pg-tenants/prod", "acme"), "alias/pg-tenants/prod/acme"],
-    ["credentials secret", credentialsSecretName("pg-tenants/prod", "acme", "ro"), "pg-tenants/prod/acme/ro"],
+    [
+      "credentials secret",
+      credentialsSecretName("pg-tenants/prod", "acme", "ro"),
+      "pg-tenants/prod/acme/ro",
+    ],
   ];
   for (const [what, actual, expected] of logical) {
     it(`names the ${what} ${expected}`, () => assert.equal(actual, expected));

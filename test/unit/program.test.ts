@@ -7,7 +7,11 @@ import { ofTenant, ProgramRun, runProgram, TenantSpec, unwrapSecrets } from "../
 
 const THREE: TenantSpec[] = [
   { id: "acme", tier: "standard" },
-  { id: "globex", tier: "premium", extra: "limits:\n  connectionLimit: 40\n  statementTimeoutMs: 60000\n" },
+  {
+    id: "globex",
+    tier: "premium",
+    extra: "limits:\n  connectionLimit: 40\n  statementTimeoutMs: 60000\n",
+  },
   { id: "initech", tier: "standard" },
 ];
 const IDS = THREE.map((t) => t.id);
@@ -73,7 +77,8 @@ describe("the program with the local key provider, three tenants over two tiers"
 
   it("declares exactly one provider per cluster and the resources of each tenant, nothing else", () => {
     const tierOf = Object.fromEntries(THREE.map((t) => [t.id, t.tier]));
-    for (const id of IDS) assert.deepEqual(lines(run, id), expectedLocal(id, tierOf[id]).sort(), id);
+    for (const id of IDS)
+      assert.deepEqual(lines(run, id), expectedLocal(id, tierOf[id]).sort(), id);
     const providers = run.registrations.filter((r) => r.type === "pulumi:providers:postgresql");
     assert.deepEqual(
       providers.map((p) => p.name),
@@ -164,7 +169,12 @@ describe("the program with the local key provider, three tenants over two tiers"
   it("revokes PUBLIC, grants CONNECT to the group alone and DML/SELECT per login", () => {
     const grant = (key: string) => inputs(run, `acme@standard-grant-${key}`);
     const db = { database: "tenant_acme" };
-    assert.deepEqual(grant("public-revoke"), { ...db, role: "public", objectType: "database", privileges: [] });
+    assert.deepEqual(grant("public-revoke"), {
+      ...db,
+      role: "public",
+      objectType: "database",
+      privileges: [],
+    });
     assert.deepEqual(grant("group-connect"), {
       ...db,
       role: "tenant_acme",
@@ -206,7 +216,8 @@ describe("the program with the local key provider, three tenants over two tiers"
     for (const r of run.registrations.filter((x) => x.type === GRANT)) {
       const privileges = r.inputs.privileges as string[];
       assert.ok(!privileges.includes("ALL"), `${r.name} must list privileges, never ALL`);
-      if (r.inputs.role === "public") assert.deepEqual(privileges, [], `${r.name} grants to PUBLIC`);
+      if (r.inputs.role === "public")
+        assert.deepEqual(privileges, [], `${r.name} grants to PUBLIC`);
     }
   });
 
@@ -261,7 +272,11 @@ describe("the program with the local key provider, three tenants over two tiers"
   });
 
   it("protects and retains databases and ignores template changes", () => {
-    assert.deepEqual(databaseOptions(), { protect: true, retainOnDelete: true, ignoreChanges: ["template"] });
+    assert.deepEqual(databaseOptions(), {
+      protect: true,
+      retainOnDelete: true,
+      ignoreChanges: ["template"],
+    });
     for (const t of THREE) {
       const seen = run.options.get(`${t.id}@${t.tier}-db`);
       assert.equal(seen?.protect, true);
@@ -270,7 +285,11 @@ describe("the program with the local key provider, three tenants over two tiers"
     }
     // Nothing else is protected: roles and grants must stay changeable.
     const protectedNames = [...run.options].filter(([, o]) => o.protect === true).map(([n]) => n);
-    assert.deepEqual(protectedNames.sort(), ["acme@standard-db", "globex@premium-db", "initech@standard-db"]);
+    assert.deepEqual(protectedNames.sort(), [
+      "acme@standard-db",
+      "globex@premium-db",
+      "initech@standard-db",
+    ]);
   });
 
   it("references no other tenant's names in any tenant resource", () => {
@@ -290,7 +309,12 @@ describe("the program with the local key provider, three tenants over two tiers"
       host: "127.0.0.1",
       port: 55432,
       database: "tenant_acme",
-      roles: { group: "tenant_acme", owner: "tenant_acme_owner", rw: "tenant_acme_rw", ro: "tenant_acme_ro" },
+      roles: {
+        group: "tenant_acme",
+        owner: "tenant_acme_owner",
+        rw: "tenant_acme_rw",
+        ro: "tenant_acme_ro",
+      },
       keyProvider: "local",
     });
     const plain = JSON.stringify([run.outputs.tenants, run.outputs.pgHba]);
@@ -312,7 +336,11 @@ describe("the program with the local key provider, three tenants over two tiers"
     for (const r of run.registrations.filter((x) => x.type === ROLE && x.inputs.login === true)) {
       assert.ok(pulumi.isSecret !== undefined);
       const pw = r.inputs.password as Record<string, unknown>;
-      assert.equal(pw["4dabf18193072939515e22adb298388d"], "1b47061264138c4ac30d75fd1eb44270", `${r.name} password secret`);
+      assert.equal(
+        pw["4dabf18193072939515e22adb298388d"],
+        "1b47061264138c4ac30d75fd1eb44270",
+        `${r.name} password secret`,
+      );
     }
   });
 
@@ -332,7 +360,11 @@ describe("the program with the local key provider, three tenants over two tiers"
         "",
       ].join("\n"),
     );
-    assert.ok(run.outputs.pgHba.premium.includes("host tenant_globex +tenant_globex 127.0.0.1/32 scram-sha-256"));
+    assert.ok(
+      run.outputs.pgHba.premium.includes(
+        "host tenant_globex +tenant_globex 127.0.0.1/32 scram-sha-256",
+      ),
+    );
     assert.ok(!run.outputs.pgHba.premium.includes("tenant_acme"));
   });
 });
@@ -342,8 +374,18 @@ describe("adding a tenant", () => {
     const before3 = await runProgram("local", THREE);
     const after4 = await runProgram("local", [...THREE, { id: "hooli", tier: "premium" }]);
     for (const id of IDS) {
-      const a = ofTenant(before3.registrations, id).map((r) => [r.type, r.name, r.provider, r.inputs]);
-      const b = ofTenant(after4.registrations, id).map((r) => [r.type, r.name, r.provider, r.inputs]);
+      const a = ofTenant(before3.registrations, id).map((r) => [
+        r.type,
+        r.name,
+        r.provider,
+        r.inputs,
+      ]);
+      const b = ofTenant(after4.registrations, id).map((r) => [
+        r.type,
+        r.name,
+        r.provider,
+        r.inputs,
+      ]);
       assert.deepEqual(b, a, id);
     }
     assert.deepEqual(lines(after4, "hooli"), expectedLocal("hooli", "premium").sort());
@@ -358,7 +400,10 @@ describe("the program with the aws-kms key provider", () => {
 
   it("adds a KMS key, alias, data-key ciphertext and two secrets per tenant", () => {
     for (const t of THREE) {
-      assert.deepEqual(lines(run, t.id), [...expectedLocal(t.id, t.tier), ...AWS_EXTRA(t.id)].sort());
+      assert.deepEqual(
+        lines(run, t.id),
+        [...expectedLocal(t.id, t.tier), ...AWS_EXTRA(t.id)].sort(),
+      );
     }
     assert.equal(run.registrations.length, 2 + 3 * 32);
   });
@@ -389,9 +434,16 @@ describe("the program with the aws-kms key provider", () => {
       name: "pg-tenants/production/acme/rw",
       description: "pg-tenants rw credentials of tenant acme",
       kmsKeyId: "arn:aws:kms:eu-west-1:123456789012:key/acme-key-kms",
-      tags: { "pg-tenants:tenant": "acme", "pg-tenants:stack": "production", "pg-tenants:login": "rw" },
+      tags: {
+        "pg-tenants:tenant": "acme",
+        "pg-tenants:stack": "production",
+        "pg-tenants:login": "rw",
+      },
     });
-    const version = inputs(run, "acme-credentials-ro-version") as { secretId: string; secretString: { secret: string } };
+    const version = inputs(run, "acme-credentials-ro-version") as {
+      secretId: string;
+      secretString: { secret: string };
+    };
     assert.equal(version.secretId, "acme-credentials-ro-id");
     assert.deepEqual(JSON.parse(version.secretString.secret), {
       host: "standard.db.internal.example.com",

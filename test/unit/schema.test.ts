@@ -11,7 +11,9 @@ describe("tenants/tenant.schema.json", () => {
     assert.equal(fs.readFileSync(SCHEMA_PATH, "utf8"), renderSchema());
   });
 
-  const validate = new Ajv2020({ strict: false }).compile(JSON.parse(fs.readFileSync(SCHEMA_PATH, "utf8")));
+  const validate = new Ajv2020({ strict: false }).compile(
+    JSON.parse(fs.readFileSync(SCHEMA_PATH, "utf8")),
+  );
 
   for (const file of fs.readdirSync("tenants").filter((f) => f.endsWith(".yaml"))) {
     it(`accepts the sample ${file}`, () => {
@@ -24,7 +26,10 @@ describe("tenants/tenant.schema.json", () => {
     ["an unknown field", { id: "acme", displayName: "A", tier: "standard", owner: "bob" }],
     ["an id with a quote", { id: "acme'", displayName: "A", tier: "standard" }],
     ["a missing tier", { id: "acme", displayName: "A" }],
-    ["a connection limit of 0", { id: "acme", displayName: "A", tier: "standard", limits: { connectionLimit: 0 } }],
+    [
+      "a connection limit of 0",
+      { id: "acme", displayName: "A", tier: "standard", limits: { connectionLimit: 0 } },
+    ],
   ];
   for (const [what, doc] of bad) {
     it(`lets editors flag ${what}`, () => assert.equal(validate(doc), false));
