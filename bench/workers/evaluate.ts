@@ -7,6 +7,7 @@ import { PROJECT } from "../../infra/config";
 import { evaluateProgram } from "../../tools/evaluate";
 import { readStackFile } from "../../tools/stack";
 import { CountingMocks } from "../support/mocks";
+import { runWorker } from "../support/worker";
 
 /**
  * One measurement, in a process of its own (so peak RSS is this run's alone): evaluates a
@@ -105,16 +106,4 @@ async function run(job: EvaluateJob): Promise<EvaluateResult> {
   }
 }
 
-// Run directly, or through a launcher (ts-node.ts, runner.ts) that sets argv[1] to this file.
-if (path.resolve(process.argv[1] ?? "") === __filename) {
-  run(JSON.parse(process.argv[2]) as EvaluateJob).then(
-    (r) => {
-      process.stdout.write(JSON.stringify(r) + "\n");
-      process.exit(0);
-    },
-    (e: unknown) => {
-      console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
-      process.exit(1);
-    },
-  );
-}
+runWorker<EvaluateJob, unknown>(__filename, run);

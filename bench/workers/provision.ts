@@ -15,6 +15,7 @@ import {
   provisionFleet,
   TEMPLATE,
 } from "../../test/support/fleet";
+import { runWorker } from "../support/worker";
 
 /**
  * Provisioning on a real embedded cluster, through the integration harness (the real program
@@ -348,15 +349,4 @@ async function run(job: ProvisionJob): Promise<ProvisionResult> {
   }
 }
 
-if (path.resolve(process.argv[1] ?? "") === __filename) {
-  run(JSON.parse(process.argv[2]) as ProvisionJob).then(
-    (r) => {
-      process.stdout.write(JSON.stringify(r) + "\n");
-      process.exit(0);
-    },
-    (e: unknown) => {
-      console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
-      process.exit(1);
-    },
-  );
-}
+runWorker<ProvisionJob, unknown>(__filename, run);

@@ -7,7 +7,7 @@ import type { DumpManifest } from "../../tools/lib/archive";
 import { main as backup } from "../../tools/backup";
 import { main as restore } from "../../tools/restore";
 import { captureIo, writeStackFile } from "../support/dayTwo";
-import { Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
 
 /**
  * Per-tenant backup and restore on a PostgreSQL 15 cluster (Debian's pg_dump here is 15 and
@@ -24,18 +24,8 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
   let dump: string;
   let printed: string[] = [];
 
-  const login = async (id: string, kind: "rw" | "ro", database?: string): Promise<Client> => {
-    const c = fleet.outputs.credentials[id][kind];
-    const client = new Client({
-      host: c.host,
-      port: c.port,
-      user: c.user,
-      password: c.password,
-      database: database ?? c.database,
-    });
-    await client.connect();
-    return client;
-  };
+  const login = (id: string, kind: "rw" | "ro", database?: string): Promise<Client> =>
+    connectAs(fleet.outputs.credentials[id][kind], database);
   const provisioner = () => fleet.clusters.standard.provisionerClient();
   const rowsOf = async (client: Client) => ({
     customers: (

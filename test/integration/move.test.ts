@@ -8,7 +8,7 @@ import type { AuditReport } from "../../infra/audit";
 import { main as audit } from "../../tools/audit";
 import { main as move } from "../../tools/move";
 import { captureIo, writeStackFile } from "../support/dayTwo";
-import { Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
 
 /**
  * A declared tier move between two real clusters (PostgreSQL 15, so Debian's pg_dump 15 can
@@ -29,18 +29,8 @@ describe("npm run move between two embedded clusters", () => {
 
   const client = async (tier: string, database: string) =>
     fleet.clusters[tier].superuserClient(database);
-  const login = async (id: string, kind: "rw" | "ro" = "rw"): Promise<Client> => {
-    const c = fleet.outputs.credentials[id][kind];
-    const cl = new Client({
-      host: c.host,
-      port: c.port,
-      user: c.user,
-      password: c.password,
-      database: c.database,
-    });
-    await cl.connect();
-    return cl;
-  };
+  const login = (id: string, kind: "rw" | "ro" = "rw"): Promise<Client> =>
+    connectAs(fleet.outputs.credentials[id][kind]);
   const dumpRows = async (c: Client) => {
     const out: Record<string, unknown[]> = {};
     for (const t of ["customers", "invoices", "events"]) {

@@ -10,7 +10,7 @@ import { main as offboard } from "../../tools/offboard";
 import { main as restore } from "../../tools/restore";
 import { SEAL_MAGIC } from "../../tools/lib/seal";
 import { captureIo, writeStackFile } from "../support/dayTwo";
-import { Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
 
 /**
  * Offboarding on a real cluster (PostgreSQL 15 for Debian's pg_dump 15): `state: offboarded`
@@ -42,18 +42,7 @@ describe("npm run offboard", () => {
       await c.end();
     }
   };
-  const login = async (id: string): Promise<Client> => {
-    const c = fleet.outputs.credentials[id].rw;
-    const cl = new Client({
-      host: c.host,
-      port: c.port,
-      user: c.user,
-      password: c.password,
-      database: c.database,
-    });
-    await cl.connect();
-    return cl;
-  };
+  const login = (id: string): Promise<Client> => connectAs(fleet.outputs.credentials[id].rw);
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-offboard-tenants-"));

@@ -11,6 +11,7 @@ import { parseStackConfig, StackConfig } from "../../infra/config";
 import { renderHba } from "../../infra/hba";
 import type { TenantFile } from "../../infra/manifest";
 import type { FleetOutputs } from "../../infra/program";
+import { Client } from "pg";
 import { RunningCluster, startCluster } from "../../tools/cluster";
 import { evaluateProgram } from "../../tools/evaluate";
 import { ApplyingMocks } from "./applier";
@@ -230,4 +231,17 @@ async function resolveOutputs(raw: FleetOutputs): Promise<ResolvedOutputs> {
     credentials: credentials as ResolvedOutputs["credentials"],
     pgHba: raw.pgHba,
   };
+}
+
+/** A connected client logged in with a tenant login's credentials (optionally to another database). */
+export async function connectAs(credentials: Credentials, database?: string): Promise<Client> {
+  const client = new Client({
+    host: credentials.host,
+    port: credentials.port,
+    user: credentials.user,
+    password: credentials.password,
+    database: database ?? credentials.database,
+  });
+  await client.connect();
+  return client;
 }
