@@ -275,7 +275,7 @@ describe(`client: ${TENANT_COUNT} tenants under a cap of ${CAP} connections`, ()
     const flooder = ids[0];
     const floodSampler = sampleBackends(app, `datname = 'tenant_${flooder}'`);
     const flood = Array.from({ length: 400 }, () =>
-      tc.withTenant(flooder, "rw", (c) => (c as Client).query("SELECT pg_sleep(0.02)")),
+      tc.withTenant(flooder, "rw", (c) => (c as Client).query("SELECT pg_sleep(0.05)")),
     );
     const others = await Promise.all(
       ids.slice(1).map((id) =>

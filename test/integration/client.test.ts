@@ -392,7 +392,7 @@ describe("client: caps and fair waiting", () => {
       }
     })();
     const flood = Array.from({ length: 30 }, () =>
-      tc.withTenant("acme", "rw", (c) => (c as Client).query("SELECT pg_sleep(0.04)")),
+      tc.withTenant("acme", "rw", (c) => (c as Client).query("SELECT pg_sleep(0.1)")),
     );
     await waitFor("acme's flood to queue", () => (tc.metrics().tenants.acme?.waiting ?? 0) > 0);
     const during = await tc.withTenant("globex", "ro", async (c) => ({
@@ -417,7 +417,7 @@ describe("client: caps and fair waiting", () => {
     const { tc } = connector({ maxConnections: 4, maxConnectionsPerTenant: 2 });
     const chatty = ["acme", "initech"].flatMap((id) =>
       Array.from({ length: 20 }, () =>
-        tc.withTenant(id, "rw", (c) => (c as Client).query("SELECT pg_sleep(0.03)")),
+        tc.withTenant(id, "rw", (c) => (c as Client).query("SELECT pg_sleep(0.08)")),
       ),
     );
     await waitFor("both chatty tenants to queue", () => {
