@@ -227,14 +227,18 @@ function parseConfigValue(text: string): unknown {
 export function loadClusterPasswords(cfg: StackConfig): Record<string, pulumi.Output<string>> {
   const file = stackFile(cfg.stack);
   const rawText = pulumi.runtime.getConfig(`${PROJECT}:clusterPasswords`);
-  let passwords: Record<string, unknown> = {};
+  let parsed: unknown = {};
   try {
-    passwords = rawText === undefined ? {} : (JSON.parse(rawText) as Record<string, unknown>);
+    parsed = rawText === undefined ? {} : JSON.parse(rawText);
   } catch {
+    parsed = undefined;
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new InputError(`Stack config ${file} is invalid:`, [
       { file, field: `${PROJECT}:clusterPasswords`, message: "must be an object {tier: password}" },
     ]);
   }
+  const passwords = parsed as Record<string, unknown>;
   const missing = Object.keys(cfg.clusters).filter((t) => typeof passwords[t] !== "string");
   if (missing.length > 0) {
     throw new InputError(

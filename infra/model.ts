@@ -124,7 +124,8 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
     login: tenant.state === "active",
     connectionLimit,
     memberOf: [names.group],
-    ...(statementTimeoutMs !== undefined ? { statementTimeoutMs } : {}),
+    // 0 means no timeout: the provider RESETs the setting rather than storing 0.
+    ...(statementTimeoutMs !== undefined && statementTimeoutMs > 0 ? { statementTimeoutMs } : {}),
   });
 
   const grants: GrantSpec[] = [

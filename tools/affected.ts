@@ -27,6 +27,9 @@ import { listStacks, readStackFile } from "./stack";
 /** Files whose change alters every stack's program: the program, its dependencies, the project. */
 export const PROGRAM_PATHS = [
   /^infra\//,
+  // The gate itself: a change to a policy or to the check must be checked on every stack.
+  /^policy\//,
+  /^tools\/(check|evaluate|stack)\.ts$/,
   /^Pulumi\.yaml$/,
   /^package(-lock)?\.json$/,
   /^tsconfig(\.build)?\.json$/,

@@ -302,6 +302,35 @@ export type PackConfig = Record<
   EnforcementLevel | ({ enforcementLevel?: EnforcementLevel } & Record<string, unknown>)
 >;
 
+/**
+ * The policy settings a stack's own config decides: its name prefix, without which a stack with
+ * another prefix would be judged by names it does not use (tenants unrecognised, checks skipped).
+ * Approved templates are not among them: approving a template is the pack owner's review.
+ */
+export function stackPolicyConfig(cfg: StackConfig): PackConfig {
+  const fromStack: Record<string, unknown> = { namePrefix: cfg.namePrefix };
+  const out: PackConfig = {};
+  for (const policy of policies) {
+    const keys = Object.keys(policy.configSchema?.properties ?? {});
+    const settings = Object.fromEntries(
+      Object.entries(fromStack).filter(([key]) => keys.includes(key)),
+    );
+    if (Object.keys(settings).length > 0) out[policy.name] = settings;
+  }
+  return out;
+}
+
+/** Settings supplied with --policy-config win over the stack's, key by key. */
+export function mergePackConfig(base: PackConfig, supplied: PackConfig): PackConfig {
+  const out: PackConfig = { ...base };
+  for (const [name, value] of Object.entries(supplied)) {
+    const over = typeof value === "string" ? { enforcementLevel: value } : value;
+    const under = out[name];
+    out[name] = { ...(typeof under === "object" ? under : {}), ...over };
+  }
+  return out;
+}
+
 class NotApplicable extends Error {}
 
 /** Runs every policy of the pack on the registrations, as the engine does at preview. */
@@ -738,7 +767,10 @@ export async function check(
     );
   }
   const registrations = await recordProgram(stack, cfg, options.root);
-  const violations = await runPolicies(registrations, options.packConfig ?? {});
+  const violations = await runPolicies(
+    registrations,
+    mergePackConfig(stackPolicyConfig(cfg), options.packConfig ?? {}),
+  );
   let changes: CheckReport["changes"];
   if (options.base !== undefined) {
     const head = readTenantFiles(path.resolve(options.root, cfg.tenantsDir), options.root);

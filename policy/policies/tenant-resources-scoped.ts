@@ -68,7 +68,7 @@ export const tenantResourcesScoped: ResourceValidationPolicy = {
     const names = tenantNames(namePrefix, tenant);
     const label = `${args.type} ${args.name} of tenant ${tenant}`;
 
-    for (const message of identityViolations(args, tenant, names))
+    for (const message of identityViolations(args, tenant, names, namePrefix))
       reportViolation(`${label} ${message}`);
 
     const identity = IDENTITY_INPUT[args.type];
@@ -89,6 +89,7 @@ function identityViolations(
   args: ResourceValidationArgs,
   tenant: string,
   names: ReturnType<typeof tenantNames>,
+  namePrefix: string,
 ): string[] {
   const props = args.props;
   const identity = IDENTITY_INPUT[args.type] ?? IDENTITY_TAGGED[args.type];
@@ -112,7 +113,26 @@ function identityViolations(
         ? []
         : [`must be named ${names.database}, not ${value("name")}.`];
     case TYPES.grant:
-    case TYPES.defaultPrivileges:
+    case TYPES.defaultPrivileges: {
+      const found =
+        value("database") === names.database
+          ? []
+          : [`must be on its tenant's database ${names.database}, not ${value("database")}.`];
+      // The grantee must be the tenant's own (or PUBLIC, whose grants no-public-grants judges):
+      // a grant to any other role would open the database beyond the tenant. Another tenant's
+      // role is already reported as a reference below.
+      const grantee = String(value("role"));
+      const foreign =
+        grantee !== "public" &&
+        !roles.includes(grantee) &&
+        tenantOfName(namePrefix, grantee) === undefined;
+      if (isKnown(() => props.role) && foreign) {
+        found.push(
+          `must grant to one of its tenant's roles (${roles.join(", ")}), not ${grantee}.`,
+        );
+      }
+      return found;
+    }
     case TYPES.extension:
       return value("database") === names.database
         ? []

@@ -179,6 +179,18 @@ describe("npm run check", () => {
     );
   });
 
+  it("judges a stack by its own name prefix, not the pack's default", () => {
+    const dir = project();
+    edit(dir, "stacks/Pulumi.local.yaml", (t) =>
+      t.replace("pg-tenants:namePrefix: tenant_", "pg-tenants:namePrefix: cust_"),
+    );
+    const { status, stdout } = check(dir, "--stack", "local", "--format", "json");
+    assert.equal(status, 0, stdout);
+    const report = json(stdout);
+    assert.deepEqual(report.violations, []);
+    assert.ok(stdout.includes('"cust_acme_rw"'), "the roles carry the stack's prefix");
+  });
+
   it("takes enforcement levels and thresholds from a policy config file", () => {
     const dir = project();
     edit(dir, "tenants/acme.yaml", (t) => `${t}limits:\n  connectionLimit: 5000\n`);

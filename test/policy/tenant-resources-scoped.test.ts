@@ -70,6 +70,16 @@ describe("tenant-resources-scoped", () => {
       "postgresql:index/grant:Grant acme@standard-grant-app-tables-rw of tenant acme must not reference tenant_globex_rw (role), a name of tenant globex.",
     ],
     [
+      "a CONNECT grant to a role outside every tenant",
+      () => withProps(acme.groupConnect(), { role: "reporting" }),
+      "postgresql:index/grant:Grant acme@standard-grant-group-connect of tenant acme must grant to one of its tenant's roles (tenant_acme, tenant_acme_owner, tenant_acme_rw, tenant_acme_ro), not reporting.",
+    ],
+    [
+      "default privileges for a role outside every tenant",
+      () => withProps(acme.defaultTablesRo(), { role: "analytics" }),
+      "postgresql:index/defaultPrivileges:DefaultPrivileges acme@standard-default-app-tables-ro of tenant acme must grant to one of its tenant's roles (tenant_acme, tenant_acme_owner, tenant_acme_rw, tenant_acme_ro), not analytics.",
+    ],
+    [
       "default privileges for objects of another tenant's owner",
       () => withProps(acme.defaultTablesRo(), { owner: "tenant_globex_owner" }),
       "postgresql:index/defaultPrivileges:DefaultPrivileges acme@standard-default-app-tables-ro of tenant acme must not reference tenant_globex_owner (owner), a name of tenant globex.",

@@ -62,6 +62,24 @@ const AWS_EXTRA = (id: string) => [
   `aws:secretsmanager/secretVersion:SecretVersion ${id}-credentials-ro-version`,
 ];
 
+/** No input of a tenant's resources mentions another tenant of the run. */
+function assertNoCrossTenantReferences(run: ProgramRun): void {
+  let checked = 0;
+  for (const id of IDS) {
+    const others = IDS.filter((o) => o !== id);
+    for (const r of ofTenant(run.registrations, id)) {
+      const text = JSON.stringify(r.inputs);
+      for (const other of others) assert.ok(!text.includes(other), `${r.name} mentions ${other}`);
+      checked++;
+    }
+  }
+  assert.equal(
+    checked,
+    run.registrations.length - 2,
+    "every resource but the providers is a tenant's",
+  );
+}
+
 const lines = (run: ProgramRun, id: string) =>
   ofTenant(run.registrations, id)
     .map((r) => `${r.type} ${r.name}`)
@@ -293,13 +311,16 @@ describe("the program with the local key provider, three tenants over two tiers"
   });
 
   it("references no other tenant's names in any tenant resource", () => {
-    for (const id of IDS) {
-      const others = IDS.filter((o) => o !== id);
-      for (const r of ofTenant(run.registrations, id)) {
-        const text = JSON.stringify(r.inputs);
-        for (const other of others) assert.ok(!text.includes(other), `${r.name} mentions ${other}`);
-      }
-    }
+    assertNoCrossTenantReferences(run);
+  });
+
+  it("leaves the statement timeout unset where a tenant asks for none (0)", async () => {
+    const zero = await runProgram("local", [
+      { id: "acme", tier: "standard", extra: "limits:\n  statementTimeoutMs: 0\n" },
+    ]);
+    const rw = inputs(zero, "acme@standard-role-rw") as Record<string, unknown>;
+    assert.equal(rw.login, true);
+    assert.ok(!("statementTimeout" in rw), "a 0 timeout is the provider's RESET, not a value");
   });
 
   it("exports names in plain text and every password and data key only as a secret", async () => {
@@ -333,8 +354,9 @@ describe("the program with the local key provider, three tenants over two tiers"
     });
     assert.equal(acme.ro.user, "tenant_acme_ro");
     assert.equal(Buffer.from(acme.dataKey, "base64").length, 32);
-    for (const r of run.registrations.filter((x) => x.type === ROLE && x.inputs.login === true)) {
-      assert.ok(pulumi.isSecret !== undefined);
+    const logins = run.registrations.filter((x) => x.type === ROLE && x.inputs.login === true);
+    assert.equal(logins.length, 6, "two logins per tenant");
+    for (const r of logins) {
       const pw = r.inputs.password as Record<string, unknown>;
       assert.equal(
         pw["4dabf18193072939515e22adb298388d"],
@@ -360,12 +382,20 @@ describe("the program with the local key provider, three tenants over two tiers"
         "",
       ].join("\n"),
     );
-    assert.ok(
-      run.outputs.pgHba.premium.includes(
+    assert.equal(
+      run.outputs.pgHba.premium,
+      [
+        '# pg_hba.conf of cluster "premium", rendered by pg-tenants from the tenants manifest.',
+        "# Do not edit by hand: change tenants/ or the stack config and render again.",
+        "# TYPE  DATABASE  USER  ADDRESS  METHOD",
+        "host all pgtenants_provisioner 127.0.0.1/32 scram-sha-256",
+        "host all postgres 127.0.0.1/32 scram-sha-256",
         "host tenant_globex +tenant_globex 127.0.0.1/32 scram-sha-256",
-      ),
+        "local all all reject",
+        "host all all all reject",
+        "",
+      ].join("\n"),
     );
-    assert.ok(!run.outputs.pgHba.premium.includes("tenant_acme"));
   });
 });
 
@@ -456,6 +486,10 @@ describe("the program with the aws-kms key provider", () => {
     });
   });
 
+  it("references no other tenant's names in any tenant resource, keys and secrets included", () => {
+    assertNoCrossTenantReferences(run);
+  });
+
   it("exports the key alias and secret ARNs, and no credentials output", async () => {
     const acme = run.outputs.tenants.acme;
     assert.equal(acme.keyAlias, "alias/pg-tenants/production/acme");
@@ -473,12 +507,24 @@ describe("invalid input", () => {
     const mocks = new RecordingMocks();
     await assert.rejects(
       runProgram("local", [...THREE, { id: "Evil", tier: "standard" }], {}, mocks),
-      (e: Error) => e.message.includes("Evil.yaml: id: must match ^[a-z][a-z0-9_]*$"),
+      (e: Error) =>
+        /^The tenants manifest has 1 problem\(s\):\n {2}- \S*Evil\.yaml: id: must match \^\[a-z\]\[a-z0-9_\]\*\$ \(a lowercase letter, then lowercase letters, digits or _\)$/.test(
+          e.message,
+        ),
     );
     assert.deepEqual(
       mocks.registrations.map((r) => r.type),
       ["pulumi:pulumi:Stack"],
       "only the root stack may exist when the manifest is invalid",
+    );
+  });
+
+  it("refuses provisioning passwords that are not an object", async () => {
+    await assert.rejects(
+      runProgram("local", THREE, { clusterPasswords: null }),
+      (e: Error) =>
+        e.message ===
+        "Stack config stacks/Pulumi.local.yaml is invalid:\n  - stacks/Pulumi.local.yaml: pg-tenants:clusterPasswords: must be an object {tier: password}",
     );
   });
 
