@@ -232,7 +232,10 @@ async function bootstrap(spec: ClusterSpec): Promise<void> {
     const exists = await admin.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [
       spec.provisioner.name,
     ]);
-    // Utility statements take no bind parameters: the password travels as an escaped literal.
+    // Utility statements take no bind parameters: the password travels as an escaped literal,
+    // so this session logs no statement text, whatever log_statement the cluster runs with.
+    await admin.query("SET log_statement = 'none'");
+    await admin.query("SET log_min_duration_statement = -1");
     await admin.query(
       `${exists.rowCount === 0 ? "CREATE" : "ALTER"} ROLE ${p} WITH LOGIN CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION NOBYPASSRLS PASSWORD ${password}`,
     );

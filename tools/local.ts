@@ -79,8 +79,11 @@ export function loadOrCreateState(dir: string, ports: Record<string, number>): L
     };
   }
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  fs.writeFileSync(file, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
-  fs.chmodSync(file, 0o600);
+  // Written to a private temporary file, then renamed: the secrets are never readable by others,
+  // even for a moment, and an existing file with a looser mode is replaced, not reused.
+  const temporary = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(temporary, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
+  fs.renameSync(temporary, file);
   return state;
 }
 
