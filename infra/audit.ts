@@ -1,5 +1,5 @@
 import type { StackConfig } from "./config";
-import type { FleetModel, GrantSpec, RoleSpec, TenantModel } from "./model";
+import { CLUSTER_PRIVILEGES, FleetModel, GrantSpec, RoleSpec, TenantModel } from "./model";
 import { RESTORE_INFIX } from "./naming";
 
 /**
@@ -13,6 +13,9 @@ export interface AclEntry {
   grantee: string;
   privilege: string;
 }
+
+/** A role's cluster-privilege flags, named by the lower-cased SQL keyword. */
+type ClusterFlag = "superuser" | "createdb" | "createrole" | "replication" | "bypassrls";
 
 export interface RoleRow {
   name: string;
@@ -60,9 +63,17 @@ export interface ObjectAcl extends AclEntry {
   name: string;
 }
 
+/** A schema of a tenant database and the roles holding CREATE on it (`PUBLIC` included). */
+export interface SchemaRow {
+  name: string;
+  creators: string[];
+}
+
 /** What the audit reads inside one tenant database. */
 export interface DatabaseContents {
   extensions: string[];
+  /** Every schema but PostgreSQL's own (`pg_*`, `information_schema`). */
+  schemas: SchemaRow[];
   objects: ObjectAcl[];
 }
 
@@ -87,6 +98,7 @@ export const INVARIANTS = {
   databaseAllowConnections: "database-allow-connections",
   publicNoConnect: "public-no-connect-or-temp",
   connectOnlyGroup: "connect-only-for-group",
+  databasePrivileges: "database-privileges",
   roleExists: "role-exists",
   roleAttributes: "role-attributes",
   roleLogin: "role-login",
@@ -95,6 +107,7 @@ export const INVARIANTS = {
   membership: "membership",
   extension: "extension",
   objectPrivileges: "object-privileges",
+  unexpectedSchema: "unexpected-schema",
   databaseReadable: "database-readable",
   hba: "pg-hba",
   hbaReadable: "pg-hba-readable",
@@ -116,17 +129,12 @@ export interface Finding {
   message: string;
 }
 
-const CLUSTER_PRIVILEGES = [
-  "superuser",
-  "createdb",
-  "createrole",
-  "replication",
-  "bypassrls",
-] as const;
+/** The catalog flags of the model's forbidden cluster privileges (`rolsuper` read as `superuser`, ...). */
+const CLUSTER_FLAGS = CLUSTER_PRIVILEGES.map((p) => p.keyword.toLowerCase() as ClusterFlag);
 const MAINTENANCE_DATABASES = ["postgres", "template1"];
 const ALWAYS_PRESENT_DATABASES = ["postgres", "template0", "template1"];
-/** The database-level privileges PUBLIC must not hold on a tenant database. */
-const PUBLIC_FORBIDDEN = ["CONNECT", "TEMPORARY"];
+/** The schema every database starts with; the template keeps it, closed to CREATE. */
+const DEFAULT_SCHEMA = "public";
 
 /** Lookups into one snapshot, built once: the audit of 1,000 tenants must not scan lists per role. */
 interface SnapshotIndex {
@@ -217,7 +225,7 @@ export function auditTenant(
       violation(INVARIANTS.roleExists, `role ${spec.name} does not exist on cluster ${snap.tier}`);
       continue;
     }
-    const held = CLUSTER_PRIVILEGES.filter((p) => row[p]);
+    const held = CLUSTER_FLAGS.filter((p) => row[p]);
     if (held.length > 0) {
       violation(
         INVARIANTS.roleAttributes,
@@ -290,6 +298,7 @@ export function auditTenant(
       }
     }
     out.push(...objectPrivilegeFindings(model, contents, snap.tier));
+    out.push(...schemaFindings(model, contents, snap.tier));
   }
 
   if (snap.hba !== "unreadable") out.push(...hbaTenantFindings(model, snap.hba, snap.tier));
@@ -358,43 +367,50 @@ function membershipFindings(
   return out;
 }
 
+/**
+ * Nobody but the owner holds more on the database than the model grants it (PUBLIC: the
+ * `public-revoke` grant), and the model's grantees hold what it grants.
+ */
 function databaseAclFindings(model: TenantModel, db: DatabaseRow, tier: string): Finding[] {
   const out: Finding[] = [];
   const finding = (invariant: Invariant, message: string) =>
     out.push({ severity: "violation", tier, tenant: model.id, invariant, message });
 
-  const publicHeld = db.acl.filter(
-    (a) => a.grantee === "PUBLIC" && PUBLIC_FORBIDDEN.includes(a.privilege),
-  );
-  if (publicHeld.length > 0) {
-    finding(
-      INVARIANTS.publicNoConnect,
-      `PUBLIC holds ${publicHeld
-        .map((a) => a.privilege)
-        .sort()
-        .join(", ")} on database ${db.name}`,
-    );
-  }
-  // The database-level grants of the model, besides the owner's implicit privileges.
+  // The model's database-level grants by grantee as the ACL names it; the owner's implicit
+  // privileges aside.
   const expected = new Map<string, string[]>();
-  for (const g of model.grants.filter((g) => g.objectType === "database" && g.role !== "public")) {
-    expected.set(g.role, g.privileges);
+  for (const g of model.grants.filter((g) => g.objectType === "database")) {
+    expected.set(g.role === "public" ? "PUBLIC" : g.role, g.privileges);
   }
-  const connectors = [
-    ...new Set(db.acl.filter((a) => a.privilege === "CONNECT").map((a) => a.grantee)),
-  ];
-  for (const grantee of connectors.sort()) {
-    if (grantee === "PUBLIC" || grantee === db.owner) continue;
-    if (!expected.get(grantee)?.includes("CONNECT")) {
+  const held = new Map<string, string[]>();
+  for (const a of db.acl) {
+    if (a.grantee !== db.owner) held.set(a.grantee, [...(held.get(a.grantee) ?? []), a.privilege]);
+  }
+  for (const grantee of [...held.keys()].sort()) {
+    const allowed = expected.get(grantee) ?? [];
+    const extra = [...new Set(held.get(grantee))].filter((p) => !allowed.includes(p)).sort();
+    // CONNECT and TEMPORARY for PUBLIC, and CONNECT for anyone else, keep the invariant names
+    // reports have always used; any other extra privilege breaks `database-privileges`.
+    const isPublic = grantee === "PUBLIC";
+    const own = extra.filter((p) => p === "CONNECT" || (isPublic && p === "TEMPORARY"));
+    const rest = extra.filter((p) => !own.includes(p));
+    if (own.length > 0 && isPublic) {
+      finding(INVARIANTS.publicNoConnect, `PUBLIC holds ${own.join(", ")} on database ${db.name}`);
+    } else if (own.length > 0) {
       finding(
         INVARIANTS.connectOnlyGroup,
         `${grantee} holds CONNECT on database ${db.name}; only ${model.names.group} may`,
       );
     }
+    if (rest.length > 0) {
+      finding(
+        INVARIANTS.databasePrivileges,
+        `${grantee} holds ${rest.join(", ")} on database ${db.name}; the model grants it ${allowed.length > 0 ? allowed.join(", ") : "nothing"}`,
+      );
+    }
   }
   for (const [role, privileges] of expected) {
-    const held = db.acl.filter((a) => a.grantee === role).map((a) => a.privilege);
-    const missing = privileges.filter((p) => !held.includes(p));
+    const missing = privileges.filter((p) => !(held.get(role) ?? []).includes(p));
     if (missing.length > 0) {
       finding(
         INVARIANTS.connectOnlyGroup,
@@ -403,6 +419,11 @@ function databaseAclFindings(model: TenantModel, db: DatabaseRow, tier: string):
     }
   }
   return out;
+}
+
+/** Objects belong to pg_database_owner (the template's rule) or to the tenant's owner role. */
+function objectOwners(model: TenantModel): ReadonlySet<string> {
+  return new Set(["pg_database_owner", model.names.owner]);
 }
 
 /** Privileges on schemas, tables and sequences of the app schemas, exactly as the model grants. */
@@ -421,8 +442,7 @@ function objectPrivilegeFindings(
       message,
     });
 
-  // Objects belong to pg_database_owner (the template's rule) or to the tenant's owner role.
-  const owners = new Set(["pg_database_owner", model.names.owner]);
+  const owners = objectOwners(model);
   const grantsOf = (kind: ObjectAcl["kind"], schema: string): GrantSpec[] =>
     model.grants.filter((g) => g.objectType === kind && g.schema === schema);
 
@@ -461,6 +481,34 @@ function objectPrivilegeFindings(
       !contents.objects.some((o) => o.kind === "schema" && o.schema === schema)
     ) {
       finding(`schema ${schema} is missing in database ${model.database.name}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The database has the app schemas and `public` only, and nobody but the owner may create in
+ * `public` (the app schemas' privileges are compared exactly by objectPrivilegeFindings).
+ */
+function schemaFindings(model: TenantModel, contents: DatabaseContents, tier: string): Finding[] {
+  const out: Finding[] = [];
+  const finding = (invariant: Invariant, message: string) =>
+    out.push({ severity: "violation", tier, tenant: model.id, invariant, message });
+  const appSchemas = new Set(
+    model.grants.filter((g) => g.objectType === "schema").map((g) => g.schema),
+  );
+  const owners = objectOwners(model);
+  for (const schema of [...contents.schemas].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (schema.name === DEFAULT_SCHEMA) {
+      const creators = schema.creators.filter((r) => !owners.has(r)).sort();
+      for (const role of creators) {
+        finding(INVARIANTS.objectPrivileges, `${role} holds CREATE on schema ${schema.name}`);
+      }
+    } else if (!appSchemas.has(schema.name)) {
+      finding(
+        INVARIANTS.unexpectedSchema,
+        `schema ${schema.name} in database ${model.database.name} is not an app schema (${[...appSchemas].join(", ")})`,
+      );
     }
   }
   return out;
@@ -515,7 +563,7 @@ export function auditCluster(
   // No role named like a tenant's holds a cluster privilege, known tenant or not.
   const expectedRoles = new Set(expected.flatMap((m) => m.roles.map((r) => r.name)));
   for (const role of snap.roles.filter((r) => r.name.startsWith(cfg.namePrefix))) {
-    const held = CLUSTER_PRIVILEGES.filter((p) => role[p]);
+    const held = CLUSTER_FLAGS.filter((p) => role[p]);
     if (held.length > 0 && !expectedRoles.has(role.name)) {
       push(
         "violation",

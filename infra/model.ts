@@ -28,6 +28,19 @@ export const LOGIN_SEQUENCE_PRIVILEGES: Record<LoginKind, readonly string[]> = {
 /** What the group (and so both logins) holds on the database; PUBLIC holds nothing. */
 export const GROUP_DATABASE_PRIVILEGES = ["CONNECT"] as const;
 export const GROUP_SCHEMA_PRIVILEGES = ["USAGE"] as const;
+/**
+ * Cluster-wide role attributes no tenant role may hold: the `postgresql.Role` input and the SQL
+ * keyword (lower-cased, the audit's catalog column). The program sets each false, the policy pack
+ * forbids each, the audit reports each.
+ */
+export const CLUSTER_PRIVILEGES = [
+  { input: "superuser", keyword: "SUPERUSER" },
+  { input: "createDatabase", keyword: "CREATEDB" },
+  { input: "createRole", keyword: "CREATEROLE" },
+  { input: "replication", keyword: "REPLICATION" },
+  { input: "bypassRowLevelSecurity", keyword: "BYPASSRLS" },
+] as const;
+
 /** Extensions every tenant database has. */
 export const TENANT_EXTENSIONS = ["pgcrypto"] as const;
 

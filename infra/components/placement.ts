@@ -1,6 +1,6 @@
 import * as postgresql from "@pulumi/postgresql";
 import * as pulumi from "@pulumi/pulumi";
-import type { TenantModel } from "../model";
+import { CLUSTER_PRIVILEGES, TenantModel } from "../model";
 import type { LoginKind, RoleKind } from "../naming";
 import { databaseOptions } from "../options";
 
@@ -33,11 +33,7 @@ export class TenantPlacement extends pulumi.ComponentResource {
           name: spec.name,
           login: spec.login,
           inherit: true,
-          superuser: false,
-          createDatabase: false,
-          createRole: false,
-          replication: false,
-          bypassRowLevelSecurity: false,
+          ...Object.fromEntries(CLUSTER_PRIVILEGES.map((p) => [p.input, false])),
           connectionLimit: spec.connectionLimit,
           password,
           // Memberships live on the role itself, never also in a GrantRole (#131).

@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import type { AuditReport, Finding } from "../../infra/audit";
 import { main } from "../../tools/audit";
 import { captureIo, passwordEnv, writeStackFile } from "../support/dayTwo";
-import { Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
 
 /**
  * The audit against real clusters provisioned by the real program: a clean fleet audits clean,
@@ -84,6 +84,66 @@ describe("npm run audit against a provisioned fleet", () => {
     } finally {
       await superuser("standard", (q) => q("REVOKE CONNECT ON DATABASE tenant_acme FROM PUBLIC"));
     }
+  });
+
+  it("reports extra database privileges and the schema a login then creates", async () => {
+    await superuser("standard", async (q) => {
+      await q("GRANT CREATE ON DATABASE tenant_acme TO tenant_acme_rw");
+      await q("GRANT TEMP ON DATABASE tenant_acme TO tenant_initech_rw");
+      await q("GRANT CREATE ON DATABASE tenant_initech TO PUBLIC");
+    });
+    // What the extra CREATE is good for: a schema outside the app schemas, owned by the login.
+    const rw = await connectAs(fleet.outputs.credentials.acme.rw);
+    try {
+      await rw.query("CREATE SCHEMA sneaky");
+    } finally {
+      await rw.end();
+    }
+    try {
+      const { code, report } = await audit();
+      assert.equal(code, 1);
+      assert.deepEqual(violations(report), [
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "database-privileges",
+          message:
+            "tenant_acme_rw holds CREATE on database tenant_acme; the model grants it nothing",
+        },
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "database-privileges",
+          message:
+            "tenant_initech_rw holds TEMPORARY on database tenant_acme; the model grants it nothing",
+        },
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "unexpected-schema",
+          message: "schema sneaky in database tenant_acme is not an app schema (app)",
+        },
+        {
+          tier: "standard",
+          tenant: "initech",
+          invariant: "database-privileges",
+          message: "PUBLIC holds CREATE on database tenant_initech; the model grants it nothing",
+        },
+      ]);
+    } finally {
+      const c = await fleet.clusters.standard.superuserClient("tenant_acme");
+      try {
+        await c.query("DROP SCHEMA sneaky");
+      } finally {
+        await c.end();
+      }
+      await superuser("standard", async (q) => {
+        await q("REVOKE CREATE ON DATABASE tenant_acme FROM tenant_acme_rw");
+        await q("REVOKE TEMP ON DATABASE tenant_acme FROM tenant_initech_rw");
+        await q("REVOKE CREATE ON DATABASE tenant_initech FROM PUBLIC");
+      });
+    }
+    assert.deepEqual(violations((await audit()).report), []);
   });
 
   it("reports another tenant's group granted to a login, for both tenants", async () => {

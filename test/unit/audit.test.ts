@@ -7,6 +7,7 @@ import {
   Finding,
   ObjectAcl,
   renderReport,
+  SchemaRow,
   summarize,
 } from "../../infra/audit";
 import { parseStackConfig, StackConfig } from "../../infra/config";
@@ -192,7 +193,15 @@ function provisioned(tier: string, models: readonly TenantModel[]): ClusterSnaps
         privilege: "SELECT",
       });
     }
-    snap.contents[m.database.name] = { extensions: ["pgcrypto", "plpgsql"], objects };
+    snap.contents[m.database.name] = {
+      extensions: ["pgcrypto", "plpgsql"],
+      // As the template leaves them: CREATE on public revoked from PUBLIC.
+      schemas: [
+        { name: "app", creators: ["pg_database_owner"] },
+        { name: "public", creators: ["pg_database_owner"] },
+      ],
+      objects,
+    };
   }
   return snap;
 }
@@ -246,6 +255,85 @@ describe("auditFleet", () => {
       [
         "violation standard acme public-no-connect-or-temp: PUBLIC holds CONNECT, TEMPORARY on database tenant_acme",
       ],
+    ],
+    [
+      "CREATE on the database granted to PUBLIC",
+      (s) => db(s, "tenant_acme").acl.push({ grantee: "PUBLIC", privilege: "CREATE" }),
+      [
+        "violation standard acme database-privileges: PUBLIC holds CREATE on database tenant_acme; the model grants it nothing",
+      ],
+    ],
+    [
+      "CREATE on the database granted to the tenant's own login",
+      (s) => db(s, "tenant_acme").acl.push({ grantee: "tenant_acme_rw", privilege: "CREATE" }),
+      [
+        "violation standard acme database-privileges: tenant_acme_rw holds CREATE on database tenant_acme; the model grants it nothing",
+      ],
+    ],
+    [
+      "TEMP and CREATE on the database granted to the group beside its CONNECT",
+      (s) =>
+        db(s, "tenant_acme").acl.push(
+          { grantee: "tenant_acme", privilege: "TEMPORARY" },
+          { grantee: "tenant_acme", privilege: "CREATE" },
+        ),
+      [
+        "violation standard acme database-privileges: tenant_acme holds CREATE, TEMPORARY on database tenant_acme; the model grants it CONNECT",
+      ],
+    ],
+    [
+      "TEMP on the database granted to another tenant's login",
+      (s) =>
+        db(s, "tenant_acme").acl.push({ grantee: "tenant_initech_rw", privilege: "TEMPORARY" }),
+      [
+        "violation standard acme database-privileges: tenant_initech_rw holds TEMPORARY on database tenant_acme; the model grants it nothing",
+      ],
+    ],
+    [
+      "CONNECT and CREATE on the database granted to another tenant's login",
+      (s) =>
+        db(s, "tenant_acme").acl.push(
+          { grantee: "tenant_initech_ro", privilege: "CONNECT" },
+          { grantee: "tenant_initech_ro", privilege: "CREATE" },
+        ),
+      [
+        "violation standard acme connect-only-for-group: tenant_initech_ro holds CONNECT on database tenant_acme; only tenant_acme may",
+        "violation standard acme database-privileges: tenant_initech_ro holds CREATE on database tenant_acme; the model grants it nothing",
+      ],
+    ],
+    [
+      "a schema created outside the app schemas",
+      (s) =>
+        (s.contents.tenant_acme as { schemas: SchemaRow[] }).schemas.push({
+          name: "sneaky",
+          creators: ["tenant_acme_rw"],
+        }),
+      [
+        "violation standard acme unexpected-schema: schema sneaky in database tenant_acme is not an app schema (app)",
+      ],
+    ],
+    [
+      "CREATE on schema public granted to PUBLIC and a login",
+      (s) => {
+        const schemas = (s.contents.tenant_acme as { schemas: SchemaRow[] }).schemas;
+        schemas.find((n) => n.name === "public")!.creators.push("PUBLIC", "tenant_acme_rw");
+      },
+      [
+        "violation standard acme object-privileges: PUBLIC holds CREATE on schema public",
+        "violation standard acme object-privileges: tenant_acme_rw holds CREATE on schema public",
+      ],
+    ],
+    [
+      "CREATE on the app schema granted to the group",
+      (s) =>
+        (s.contents.tenant_acme as { objects: ObjectAcl[] }).objects.push({
+          kind: "schema",
+          schema: "app",
+          name: "app",
+          grantee: "tenant_acme",
+          privilege: "CREATE",
+        }),
+      ["violation standard acme object-privileges: tenant_acme holds CREATE on schema app"],
     ],
     [
       "another tenant's group granted CONNECT",

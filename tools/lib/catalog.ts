@@ -5,7 +5,6 @@ import type {
   DatabaseRow,
   HbaRule,
   MembershipRow,
-  ObjectAcl,
   RoleRow,
 } from "../../infra/audit";
 import { connect, ClusterTarget, mapPool } from "./pg";
@@ -13,7 +12,7 @@ import { connect, ClusterTarget, mapPool } from "./pg";
 /**
  * Read-only catalog queries of the audit. Cluster-wide facts come from a few queries on one
  * connection in one read-only snapshot, whatever the number of tenants; the contents of each
- * tenant database (extensions, privileges on the app schemas) need a connection to that
+ * tenant database (extensions, schemas, privileges on the app schemas) need a connection to that
  * database and are read on a bounded pool.
  */
 
@@ -44,6 +43,12 @@ FROM pg_hba_file_rules ORDER BY line_number`;
 const CONTENTS_SQL = `
 SELECT
   (SELECT coalesce(json_agg(extname ORDER BY extname), '[]') FROM pg_extension) AS extensions,
+  (SELECT coalesce(json_agg(json_build_object('name', n.nspname, 'creators',
+            (SELECT coalesce(json_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END), '[]')
+             FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+             WHERE a.privilege_type = 'CREATE')) ORDER BY n.nspname), '[]')
+   FROM pg_namespace n
+   WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema') AS schemas,
   (SELECT coalesce(json_agg(o), '[]') FROM (
      SELECT 'schema' AS kind, n.nspname AS schema, n.nspname AS name,
             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS grantee,
@@ -95,17 +100,19 @@ export async function readClusterCatalog(
   }
 }
 
-/** Extensions and app-schema privileges of one database, read in a read-only transaction. */
+/**
+ * Extensions, schemas (and who may create in them) and app-schema privileges of one database,
+ * read in a read-only transaction.
+ */
 export async function readDatabaseContents(
   client: Client,
   appSchemas: readonly string[],
 ): Promise<DatabaseContents> {
   await client.query("BEGIN READ ONLY");
   try {
-    const r = await client.query<{ extensions: string[]; objects: ObjectAcl[] }>(CONTENTS_SQL, [
-      appSchemas,
-    ]);
-    return { extensions: r.rows[0].extensions, objects: r.rows[0].objects };
+    const r = await client.query<DatabaseContents>(CONTENTS_SQL, [appSchemas]);
+    const { extensions, schemas, objects } = r.rows[0];
+    return { extensions, schemas, objects };
   } finally {
     await client.query("COMMIT").catch(() => undefined);
   }
