@@ -1,9 +1,11 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import type { Client } from "pg";
+import type { TenantModel } from "../infra/model";
 import { restoreDatabaseName } from "../infra/naming";
 import { quoteIdent } from "../infra/sql";
-import { readManifest, sha256File } from "./lib/archive";
+import { archiveDatabaseName, readManifest, sha256File } from "./lib/archive";
 import {
   CommandError,
   CommandIo,
@@ -21,21 +23,36 @@ import { isSealed, openingKey, readSealHeader, unsealFile } from "./lib/seal";
 import { compareStats, tableStats } from "./lib/tables";
 
 /**
- * `npm run restore -- <tenant> <dump> [--stack <name>]`: restores a dump of the tenant into a
- * new database `<prefix><id>_restore_<UTC time>` on the tenant's cluster, owned by the tenant's
- * owner role, with the model's database grants and the dump's own grants to the tenant's roles.
- * The live database is never touched. The dump is checked first (manifest checksum, readable
- * archive); after the restore every table's row count and checksum is compared with the
- * manifest. On any failure the new database is dropped and the message says so.
+ * `npm run restore -- <tenant> <dump> [--stack <name>] [--without-manifest]`: restores a dump of
+ * the tenant into a new database `<prefix><id>_restore_<UTC time>` on the tenant's cluster, owned
+ * by the tenant's owner role. Every privilege comes from the model: the dump's own GRANTs are
+ * skipped (`--no-acl`), so a dump cannot hand the restore to anybody else. The live database is
+ * never touched. The dump is checked first (its manifest's tenant and checksum; without a
+ * manifest only on `--without-manifest`; a readable archive dumped from the tenant's database);
+ * after the restore every table's row count and checksum is compared with the manifest. On any
+ * failure the new database is dropped and the message says so.
  */
 
-const USAGE = "npm run restore -- <tenant> <dump file> [--stack <name>]";
+const USAGE = "npm run restore -- <tenant> <dump file> [--stack <name>] [--without-manifest]";
+
+/**
+ * The live database parked by a swap: `<live>_old_<the restore's time>`, shorter than the
+ * restore database's name, so it fits wherever that does (infra/naming.ts LONGEST_SUFFIX_LENGTH).
+ */
+export const PARKED_INFIX = "_old_";
+
+export function parkedDatabaseName(live: string, restored: string): string {
+  return `${live}${PARKED_INFIX}${restored.slice(-"YYYYMMDDHHMMSS".length)}`;
+}
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
     const { values, positionals } = parseCommandArgs(
       argv,
-      { stack: { type: "string", default: "local" } },
+      {
+        stack: { type: "string", default: "local" },
+        "without-manifest": { type: "boolean", default: false },
+      },
       USAGE,
     );
     if (positionals.length !== 2)
@@ -58,6 +75,10 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
           `${dumpArg} does not match the checksum in its manifest (corrupted or altered); nothing was changed`,
         );
       }
+    } else if (values["without-manifest"] !== true) {
+      throw new CommandError(
+        `${dumpArg}.json not found: without its manifest neither the dump's tenant nor its checksum nor its row counts can be verified; to restore it anyway pass --without-manifest (the dump's database name is still checked); nothing was changed`,
+      );
     } else {
       io.err(
         `warning: ${dumpArg}.json not found: the restore cannot verify row counts against the backup`,
@@ -78,9 +99,15 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         unsealFile(dump, archive, await openingKey(header, io.env));
       }
       const pgRestore = findPgTool("pg_restore", io.env);
-      await listArchive(pgRestore, archive).catch((e: Error) => {
+      const toc = await listArchive(pgRestore, archive).catch((e: Error) => {
         throw new CommandError(`${e.message}; nothing was changed`);
       });
+      const dumped = archiveDatabaseName(toc);
+      if (dumped !== model.database.name) {
+        throw new CommandError(
+          `${dumpArg} is a dump of database ${dumped ?? "(none named)"}, not of tenant ${id}'s database ${model.database.name}; nothing was changed`,
+        );
+      }
 
       const target = clusterTarget(ctx.cfg, model.tier, ctx.root, io.env);
       const name = restoreDatabaseName(ctx.cfg.namePrefix, id, io.now());
@@ -107,16 +134,20 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         }
         await runPgTool(
           pgRestore,
-          ["--single-transaction", "--exit-on-error", `--dbname=${name}`, archive],
+          ["--single-transaction", "--exit-on-error", "--no-acl", `--dbname=${name}`, archive],
           libpqEnv(target, name, io.env),
           `restoring into ${name}`,
         );
-        if (manifest !== undefined) {
-          const stats = await withClient(target, name, (c) => tableStats(c));
-          const problems = compareStats(manifest.tables, stats, name);
-          if (problems.length > 0)
-            throw new CommandError(`the restore does not match the backup: ${problems.join("; ")}`);
-        }
+        await withClient(target, name, async (c) => {
+          await applyModelPrivileges(c, model);
+          if (manifest !== undefined) {
+            const problems = compareStats(manifest.tables, await tableStats(c), name);
+            if (problems.length > 0)
+              throw new CommandError(
+                `the restore does not match the backup: ${problems.join("; ")}`,
+              );
+          }
+        });
       } catch (e) {
         if (created) {
           await admin
@@ -132,7 +163,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       }
 
       const live = model.database.name;
-      const parked = `${live}_replaced_${name.slice(-14)}`;
+      const parked = parkedDatabaseName(live, name);
       io.out(
         `restored ${dumpArg} into database ${name} on cluster ${model.tier} (the live database ${live} was not touched)`,
       );
@@ -159,6 +190,42 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       fs.rmSync(work, { recursive: true, force: true });
     }
   });
+}
+
+/**
+ * The model's grants inside the database (schemas, tables, sequences, default privileges), as
+ * the provider issues them: REVOKE ALL, then GRANT. Run in the restored database, which holds no
+ * ACL of the dump.
+ */
+export async function applyModelPrivileges(client: Client, model: TenantModel): Promise<void> {
+  const statements: string[] = [];
+  for (const g of model.grants) {
+    if (g.objectType === "database" || g.schema === undefined) continue;
+    const on =
+      g.objectType === "schema"
+        ? `SCHEMA ${quoteIdent(g.schema)}`
+        : `ALL ${g.objectType.toUpperCase()}S IN SCHEMA ${quoteIdent(g.schema)}`;
+    statements.push(`REVOKE ALL PRIVILEGES ON ${on} FROM ${quoteIdent(g.role)}`);
+    if (g.privileges.length > 0)
+      statements.push(`GRANT ${g.privileges.join(", ")} ON ${on} TO ${quoteIdent(g.role)}`);
+  }
+  for (const d of model.defaultPrivileges) {
+    const head = `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(d.owner)} IN SCHEMA ${quoteIdent(d.schema)}`;
+    const what = `${d.objectType.toUpperCase()}S`;
+    statements.push(`${head} REVOKE ALL ON ${what} FROM ${quoteIdent(d.role)}`);
+    if (d.privileges.length > 0)
+      statements.push(
+        `${head} GRANT ${d.privileges.join(", ")} ON ${what} TO ${quoteIdent(d.role)}`,
+      );
+  }
+  await client.query("BEGIN");
+  try {
+    for (const sql of statements) await client.query(sql);
+    await client.query("COMMIT");
+  } catch (e) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw new CommandError(`applying the model's grants: ${(e as Error).message}`);
+  }
 }
 
 /** The statements that put a restore database in place of the live one, keeping the old one closed. */

@@ -1,11 +1,18 @@
 import assert from "node:assert/strict";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
+import {
+  maxTenantIdLength,
+  PG_MAX_IDENTIFIER_BYTES,
+  restoreDatabaseName,
+} from "../../infra/naming";
 import type { DumpManifest } from "../../tools/lib/archive";
+import { sealFile } from "../../tools/lib/seal";
 import { main as backup } from "../../tools/backup";
-import { main as restore } from "../../tools/restore";
+import { main as restore, parkedDatabaseName } from "../../tools/restore";
 import { captureIo, writeStackFile } from "../support/dayTwo";
 import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
 
@@ -18,6 +25,17 @@ import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet"
 const NOW = new Date("2026-11-26T07:00:00Z");
 const RESTORED = "tenant_acme_restore_20261126070000";
 const S = ["--stack", FLEET_STACK];
+
+describe("restore's parked database name", () => {
+  it("fits in 63 bytes for the longest tenant id allowed", () => {
+    const id = "a".repeat(maxTenantIdLength("tenant_"));
+    const restored = restoreDatabaseName("tenant_", id, NOW);
+    const parked = parkedDatabaseName(`tenant_${id}`, restored);
+    assert.equal(parked, `tenant_${id}_old_20261126070000`);
+    assert.equal(Buffer.byteLength(restored), PG_MAX_IDENTIFIER_BYTES);
+    assert.ok(Buffer.byteLength(parked) <= PG_MAX_IDENTIFIER_BYTES, parked);
+  });
+});
 
 describe("npm run backup / npm run restore on PostgreSQL 15", () => {
   let fleet: Fleet;
@@ -79,6 +97,13 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
       );
     } finally {
       await rw.end();
+    }
+    // A grant outside the model in the live database: the dump carries it, the restore must not.
+    const su = await fleet.clusters.standard.superuserClient("tenant_acme");
+    try {
+      await su.query("GRANT SELECT ON app.customers TO tenant_initech_rw");
+    } finally {
+      await su.end();
     }
   });
   after(async () => {
@@ -153,7 +178,9 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
           has_database_privilege('tenant_acme', current_database(), 'CONNECT') AS group_connect,
           has_database_privilege('tenant_initech', current_database(), 'CONNECT') AS other_connect,
           (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()) AS owner,
-          (SELECT count(*)::int FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto`);
+          (SELECT count(*)::int FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto,
+          (SELECT count(*)::int FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
+            WHERE n.nspname = 'app' AND pg_get_userbyid(d.defaclrole) = 'tenant_acme_owner') AS default_acls`);
       assert.deepEqual(priv.rows[0], {
         rw_insert: true,
         ro_select: true,
@@ -163,6 +190,7 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
         other_connect: false,
         owner: "tenant_acme_owner",
         pgcrypto: 1,
+        default_acls: 2,
       });
     } finally {
       await c.end();
@@ -183,7 +211,7 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
     const swap = printed.filter((l) => l.startsWith("  ALTER DATABASE")).map((l) => l.trim());
     assert.deepEqual(swap, [
       "ALTER DATABASE tenant_acme ALLOW_CONNECTIONS false;",
-      "ALTER DATABASE tenant_acme RENAME TO tenant_acme_replaced_20261126070000;",
+      "ALTER DATABASE tenant_acme RENAME TO tenant_acme_old_20261126070000;",
       `ALTER DATABASE ${RESTORED} RENAME TO tenant_acme;`,
     ]);
     const c = await provisioner();
@@ -236,7 +264,7 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
     const garbage = path.join(fleet.root, "garbage.dump");
     fs.writeFileSync(garbage, "this is not a dump\n");
     const notDump = captureIo(fleet);
-    assert.equal(await restore(["acme", garbage, ...S], notDump), 1);
+    assert.equal(await restore(["acme", garbage, ...S, "--without-manifest"], notDump), 1);
     assert.equal(
       notDump.errors[0],
       `warning: ${garbage}.json not found: the restore cannot verify row counts against the backup`,
@@ -251,7 +279,7 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
     const truncated = path.join(fleet.root, "truncated.dump");
     fs.writeFileSync(truncated, bytes.subarray(0, bytes.length - 200));
     const cut = captureIo(fleet, {}, () => new Date("2026-11-26T08:00:00Z"));
-    assert.equal(await restore(["acme", truncated, ...S], cut), 1);
+    assert.equal(await restore(["acme", truncated, ...S, "--without-manifest"], cut), 1);
     const message = cut.errors.slice(1).join("\n");
     assert.match(
       message,
@@ -263,6 +291,57 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
       ),
       message,
     );
+    assert.deepEqual(await restoreDatabases(), before);
+  });
+
+  it("refuses a dump without its manifest unless --without-manifest, and another tenant's dump, plain or sealed, by the database it was dumped from", async () => {
+    const before = await restoreDatabases();
+    const later = () => new Date("2026-11-26T09:00:00Z");
+
+    const orphan = path.join(fleet.root, "no-manifest.dump");
+    fs.copyFileSync(dump, orphan);
+    const refused = captureIo(fleet, {}, later);
+    assert.equal(await restore(["acme", orphan, ...S], refused), 1);
+    assert.deepEqual(refused.errors, [
+      `error: ${orphan}.json not found: without its manifest neither the dump's tenant nor its checksum nor its row counts can be verified; to restore it anyway pass --without-manifest (the dump's database name is still checked); nothing was changed`,
+    ]);
+
+    const initech = path.join(fleet.root, "initech.dump");
+    const made = captureIo(fleet, {}, later);
+    assert.equal(
+      await backup(["initech", ...S, "--out", initech], made),
+      0,
+      made.errors.join("\n"),
+    );
+    fs.rmSync(`${initech}.json`);
+    const foreign = captureIo(fleet, {}, later);
+    assert.equal(await restore(["acme", initech, ...S, "--without-manifest"], foreign), 1);
+    assert.deepEqual(foreign.errors, [
+      `warning: ${initech}.json not found: the restore cannot verify row counts against the backup`,
+      `error: ${initech} is a dump of database tenant_initech, not of tenant acme's database tenant_acme; nothing was changed`,
+    ]);
+
+    // Sealed: initech's dump under a header naming acme (and acme's key) is refused once opened;
+    // acme's own dump sealed for initech is refused by its header.
+    const key = crypto.randomBytes(32);
+    const sealing = { key, header: { keySource: "local" as const } };
+    const disguised = path.join(fleet.root, "initech-as-acme.dump.sealed");
+    sealFile(initech, disguised, "acme", sealing, NOW);
+    const opened = captureIo(fleet, { PGTENANTS_DATA_KEY_ACME: key.toString("base64") }, later);
+    assert.equal(await restore(["acme", disguised, ...S, "--without-manifest"], opened), 1);
+    assert.equal(
+      opened.errors[1],
+      `error: ${disguised} is a dump of database tenant_initech, not of tenant acme's database tenant_acme; nothing was changed`,
+    );
+    const sealedOther = path.join(fleet.root, "acme-for-initech.dump.sealed");
+    sealFile(dump, sealedOther, "initech", sealing, NOW);
+    const header = captureIo(fleet, { PGTENANTS_DATA_KEY_INITECH: key.toString("base64") }, later);
+    assert.equal(await restore(["acme", sealedOther, ...S, "--without-manifest"], header), 1);
+    assert.equal(
+      header.errors[1],
+      `error: ${sealedOther} is sealed for tenant initech, not acme; nothing was changed`,
+    );
+
     assert.deepEqual(await restoreDatabases(), before);
   });
 

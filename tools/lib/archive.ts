@@ -59,6 +59,14 @@ export function readManifest(file: string): DumpManifest | undefined {
   return parsed;
 }
 
+/**
+ * The database a custom-format archive was dumped from: the `;     dbname: <name>` line of the
+ * table of contents `pg_restore --list` prints; undefined when there is none.
+ */
+export function archiveDatabaseName(toc: string): string | undefined {
+  return /^;\s+dbname: (.*)$/m.exec(toc)?.[1];
+}
+
 export interface DumpResult {
   tables: TableStats[];
   serverVersion: string;
