@@ -15,6 +15,7 @@ import {
   tenantsOfShard,
 } from "../infra/shards";
 import { listStacks, readStackFile } from "./stack";
+import { EXIT, parseCommandArgs } from "./lib/cli";
 
 /**
  * `npm run affected -- --base <git ref>`: the stacks a change touches, as a JSON array on
@@ -233,25 +234,30 @@ export function stateMoveCommand(move: ShardMove): string {
   return `pulumi state move --source ${move.from} --dest ${move.to} '${urn}'`;
 }
 
-const USAGE = "usage: npm run affected -- --base <git ref> [--stack <name>]... [--allow-moves]";
+const USAGE = "npm run affected -- --base <git ref> [--stack <name>]... [--allow-moves]";
 
 export function main(argv: string[], root = process.cwd()): number {
-  let base: string | undefined;
-  const only: string[] = [];
-  let allowMoves = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--base") base = argv[++i];
-    else if (arg === "--stack") only.push(argv[++i] ?? "");
-    else if (arg === "--allow-moves") allowMoves = true;
-    else {
-      console.error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
-      return 64;
-    }
+  let values: { base?: string; stack?: string[]; "allow-moves"?: boolean };
+  try {
+    ({ values } = parseCommandArgs(
+      argv,
+      {
+        base: { type: "string" },
+        stack: { type: "string", multiple: true },
+        "allow-moves": { type: "boolean" },
+      },
+      USAGE,
+    ));
+  } catch (e) {
+    console.error((e as Error).message);
+    return EXIT.usage;
   }
+  const base = values.base;
+  const only = values.stack ?? [];
+  const allowMoves = values["allow-moves"] === true;
   if (base === undefined || base === "") {
-    console.error(`--base is required\n${USAGE}`);
-    return 64;
+    console.error(`--base is required\nusage: ${USAGE}`);
+    return EXIT.usage;
   }
   try {
     const changes = changedFiles(base, root);
@@ -261,7 +267,7 @@ export function main(argv: string[], root = process.cwd()): number {
       console.error(
         `unknown stack(s) ${unknown.join(", ")}; stacks here: ${head.stacks.map((s) => s.stack).join(", ")}`,
       );
-      return 64;
+      return EXIT.usage;
     }
     const result = affectedStacks(changes, baseSide(base, root, changes, head), head);
     if (result.moves.length > 0) {
@@ -273,16 +279,16 @@ export function main(argv: string[], root = process.cwd()): number {
         console.error(
           `${what}\nMove their state first (see "Re-sharding" in the README), then run again with --allow-moves.`,
         );
-        return 2;
+        return EXIT.failed;
       }
       console.error(`${what}\n--allow-moves: their state is taken to have been moved already.`);
     }
     const stacks = only.length > 0 ? result.stacks.filter((s) => only.includes(s)) : result.stacks;
     console.log(JSON.stringify(stacks));
-    return 0;
+    return EXIT.ok;
   } catch (e) {
     console.error(e instanceof Error ? e.message : String(e));
-    return 1;
+    return EXIT.failed;
   }
 }
 

@@ -126,7 +126,7 @@ describe("npm run affected", () => {
     fs.writeFileSync(path.join(dir, "stacks", "Pulumi.production-2.yaml"), third);
 
     const refused = affected(dir, "--base", "HEAD");
-    assert.equal(refused.code, 2);
+    assert.equal(refused.code, 1);
     assert.equal(refused.out, "");
     assert.equal(
       refused.err,
@@ -145,12 +145,12 @@ describe("npm run affected", () => {
   it("refuses a missing --base and an unknown stack", () => {
     const dir = repo(BASE);
     assert.deepEqual(affected(dir), {
-      code: 64,
+      code: 2,
       out: "",
       err: "--base is required\nusage: npm run affected -- --base <git ref> [--stack <name>]... [--allow-moves]",
     });
     assert.deepEqual(affected(dir, "--base", "HEAD", "--stack", "staging"), {
-      code: 64,
+      code: 2,
       out: "",
       err: "unknown stack(s) staging; stacks here: local, production, production-1",
     });
