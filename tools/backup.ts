@@ -11,6 +11,7 @@ import {
   loadContext,
   parseCommandArgs,
   processIo,
+  restrictFile,
   runCommand,
   tenantArg,
 } from "./lib/cli";
@@ -50,6 +51,8 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         dumpWithStats(client, target, model.database.name, partial, io.env),
       );
       fs.renameSync(partial, file);
+      // A tenant's whole data: readable by the operator alone.
+      restrictFile(file);
       const manifest: DumpManifest = {
         format: "pg-tenants-dump/1",
         tenant: id,
@@ -63,7 +66,9 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         bytes: fs.statSync(file).size,
         tables: result.tables,
       };
-      fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n");
+      fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n", {
+        mode: 0o600,
+      });
       const rows = result.tables.reduce((n, t) => n + t.rows, 0);
       io.out(`backup of tenant ${id} (database ${model.database.name} on cluster ${model.tier})`);
       io.out(

@@ -35,7 +35,9 @@ import { compareStats, tableStats, TableStats } from "./lib/tables";
  *  5. closes the source database (ALLOW_CONNECTIONS false; kept, never dropped) and rewrites
  *     the tenant file to `tier: <to>` without `move`.
  *
- * A failure in 2-4 empties the target again, gives the source its logins back and says so.
+ * One move per tenant at a time: a session advisory lock on the source cluster for the whole run.
+ * A failure in 2-4 empties the target again if the load had committed, gives the source its
+ * logins back, and says which of these succeeded; a failure in 5 says the state and what is left.
  */
 
 const USAGE = "npm run move -- <tenant> [--stack <name>] [--wait <seconds for sessions to end>]";
@@ -77,6 +79,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         targetModel,
         `run pulumi up first: while ${tenant.file} declares the move, the program provisions it`,
       );
+      await lockMove(source, model);
       requireToolForServer(pgDump, await serverMajor(source.db), model.tier);
       requireToolForServer(pgRestore, await serverMajor(dest.db), to);
       await checkTarget(source.db, dest.db, targetModel, to);
@@ -88,38 +91,147 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       io.out(
         `froze the source: ${frozen.logins.join(", ") || "no login"} set NOLOGIN, no session left`,
       );
+      const progress = { loaded: false };
       let expected: TableStats[];
       try {
-        expected = await copy(source, dest, model, targetModel, pgDump, pgRestore, io.env);
+        expected = await copy(
+          source,
+          dest,
+          model,
+          targetModel,
+          pgDump,
+          pgRestore,
+          io.env,
+          progress,
+        );
       } catch (e) {
-        await emptyTables(dest.db).catch(() => undefined);
-        await thaw(source.admin, frozen).catch(() => undefined);
+        let emptied: Outcome = "skipped";
+        if (progress.loaded) {
+          emptied = await emptyTables(dest.db).then(
+            () => "done" as const,
+            (err: Error) => err.message,
+          );
+        }
+        const thawed: Outcome = await thaw(source.admin, frozen).then(
+          () => "done" as const,
+          (err: Error) => err.message,
+        );
         throw new CommandError(
-          `${(e as Error).message}\nthe move was abandoned: the target database on cluster ${to} was emptied again, the source on cluster ${model.tier} serves as before (logins restored); fix the cause and run npm run move -- ${id} again`,
+          `${(e as Error).message}\n${abandonReport({ id, from: model.tier, to, database: targetModel.database.name, emptied, thawed })}`,
         );
       }
-      await source.admin.query(
-        `ALTER DATABASE ${quoteIdent(model.database.name)} ALLOW_CONNECTIONS false`,
-      );
       const rows = expected.reduce((n, t) => n + t.rows, 0);
       io.out(
         `copied and verified ${expected.length} table(s), ${rows} row(s) (row counts and content checksums match)`,
       );
       for (const t of expected) io.out(`  ${t.table}: ${t.rows} row(s)`);
+      const steps = nextSteps(ctx.cfg.stack, model, to);
+      try {
+        await source.admin.query(
+          `ALTER DATABASE ${quoteIdent(model.database.name)} ALLOW_CONNECTIONS false`,
+        );
+      } catch (e) {
+        throw new CommandError(
+          closeFailedReport((e as Error).message, model, to, tenant.file, steps),
+        );
+      }
       io.out(
         `closed the source: database ${model.database.name} on cluster ${model.tier} kept with ALLOW_CONNECTIONS false`,
       );
 
-      rewriteTenantFile(path.resolve(io.root, tenant.file), to);
+      try {
+        rewriteTenantFile(path.resolve(io.root, tenant.file), to);
+      } catch (e) {
+        throw new CommandError(
+          rewriteFailedReport((e as Error).message, model, to, tenant.file, steps),
+        );
+      }
       io.out(`rewrote ${tenant.file}: tier: ${to}, move removed`);
       io.out("");
-      for (const line of nextSteps(ctx.cfg.stack, model, to)) io.out(line);
+      for (const line of steps) io.out(line);
       return EXIT.ok;
     } finally {
       await close(source);
       if (dest !== undefined) await close(dest);
     }
   });
+}
+
+/** The advisory lock key of a tenant's move: one move per tenant database at a time. */
+export const moveLockName = (database: string) => `pg-tenants:move:${database}`;
+
+/**
+ * Takes the move's session-level advisory lock on the source cluster; it holds until the
+ * source connection closes. A second move of the same tenant is refused before it touches anything.
+ */
+async function lockMove(source: Side, model: TenantModel): Promise<void> {
+  const name = moveLockName(model.database.name);
+  const r = await source.admin.query<{ locked: boolean }>(
+    "SELECT pg_try_advisory_lock(hashtext($1)) AS locked",
+    [name],
+  );
+  if (!r.rows[0].locked) {
+    throw new CommandError(
+      `another move of tenant ${model.id} is running (advisory lock ${name} is held on cluster ${source.target.tier}): wait for it to end; nothing was changed`,
+    );
+  }
+}
+
+/** "done", "skipped" (not needed), or the error message of a step that failed. */
+export type Outcome = "done" | "skipped" | string;
+
+/** What an abandoned move left, step by step, and what remains to do by hand. */
+export function abandonReport(o: {
+  id: string;
+  from: string;
+  to: string;
+  database: string;
+  emptied: Outcome;
+  thawed: Outcome;
+}): string {
+  const target =
+    o.emptied === "skipped"
+      ? `the target database on cluster ${o.to} was left as it was (the failed load committed nothing)`
+      : o.emptied === "done"
+        ? `the target database on cluster ${o.to} was emptied again`
+        : `emptying the target database ${o.database} on cluster ${o.to} failed (${o.emptied}): it still holds the copied rows; empty its tables (TRUNCATE, as the provisioning role) before the next move`;
+  const source =
+    o.thawed === "done"
+      ? `the source on cluster ${o.from} serves as before (logins restored)`
+      : `the source on cluster ${o.from} does not serve yet: ${o.thawed}`;
+  return `the move was abandoned: ${target}, ${source}; fix the cause and run npm run move -- ${o.id} again`;
+}
+
+/** The copy is verified but the source could not be closed: nothing is switched yet. */
+export function closeFailedReport(
+  cause: string,
+  model: TenantModel,
+  to: string,
+  file: string,
+  steps: string[],
+): string {
+  return [
+    `closing the source failed (${cause})`,
+    `state: the target database ${model.database.name} on cluster ${to} holds the verified copy; the source on cluster ${model.tier} still allows connections but its logins are NOLOGIN; ${file} is unchanged.`,
+    `to finish by hand: as the provisioning role on cluster ${model.tier} run ALTER DATABASE ${quoteIdent(model.database.name)} ALLOW_CONNECTIONS false; then set tier: ${to} and remove move in ${file}, and:`,
+    ...steps,
+  ].join("\n");
+}
+
+/** The clusters are switched but the tenant file still declares the move. */
+export function rewriteFailedReport(
+  cause: string,
+  model: TenantModel,
+  to: string,
+  file: string,
+  steps: string[],
+): string {
+  return [
+    `rewriting ${file} failed (${cause})`,
+    `state: the move is done on the clusters: the target database ${model.database.name} on cluster ${to} holds the verified copy, the source on cluster ${model.tier} is closed (ALLOW_CONNECTIONS false, logins NOLOGIN).`,
+    `to finish by hand: set tier: ${to} and remove move in ${file}, then:`,
+    ...steps,
+  ].join("\n");
 }
 
 async function open(target: ClusterTarget, model: TenantModel, hint?: string): Promise<Side> {
@@ -196,6 +308,7 @@ async function copy(
   pgDump: ReturnType<typeof findPgTool>,
   pgRestore: ReturnType<typeof findPgTool>,
   env: NodeJS.ProcessEnv,
+  progress: { loaded: boolean },
 ): Promise<TableStats[]> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-move-"));
   const file = path.join(work, "data.dump");
@@ -218,6 +331,7 @@ async function copy(
       libpqEnv(dest.target, targetModel.database.name, env),
       `loading into ${targetModel.database.name} on cluster "${dest.target.tier}"`,
     );
+    progress.loaded = true;
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

@@ -18,6 +18,7 @@ import {
   loadContext,
   parseCommandArgs,
   processIo,
+  restrictFile,
   runCommand,
   tenantArg,
   UsageError,
@@ -116,6 +117,7 @@ async function finalDump(
     }
     ensureParent(file);
     sealFile(plain, file, model.id, sealing, now);
+    restrictFile(file);
     const manifest: DumpManifest = {
       format: "pg-tenants-dump/1",
       tenant: model.id,
@@ -130,7 +132,9 @@ async function finalDump(
       sealed: { keySource: sealing.header.keySource },
       tables: result.tables,
     };
-    fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n");
+    fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n", {
+      mode: 0o600,
+    });
     const until = retentionEnd(model.offboardedAt!, cfg.retentionDays);
     const rows = result.tables.reduce((n, t) => n + t.rows, 0);
     io.out(
@@ -205,7 +209,7 @@ async function purge(
       `--purge drops database ${model.database.name} and the roles of tenant ${model.id} on cluster ${model.tier} for good: repeat the tenant id with --confirm ${model.id}`,
     );
   }
-  requireFinalDump(io.root, model, finalDumpFile);
+  requireFinalDump(io.root, cfg, model, finalDumpFile);
 
   const admin = await connect(target);
   try {
@@ -213,6 +217,8 @@ async function purge(
       model.database.name,
     ]);
     if (exists.rowCount !== 0) {
+      // The file says offboarded; the cluster must agree before anything is dropped.
+      await requireOffboardingApplied(admin, model, model.tier);
       await admin.query(`DROP DATABASE ${quoteIdent(model.database.name)} WITH (FORCE)`);
       io.out(`dropped database ${model.database.name} on cluster ${model.tier}`);
     } else {
@@ -237,30 +243,60 @@ async function purge(
   return EXIT.ok;
 }
 
-/** A purge needs the final dump to exist (in backups/<id>/ or where --final-dump says). */
-function requireFinalDump(root: string, model: TenantModel, file: string | undefined): void {
+/**
+ * A purge needs this tenant's final dump of this stack (in backups/<id>/ or where --final-dump
+ * says): its manifest names the tenant and stack, says it is sealed, and its sha256 matches.
+ */
+function requireFinalDump(
+  root: string,
+  cfg: StackConfig,
+  model: TenantModel,
+  file: string | undefined,
+): void {
   if (file !== undefined) {
-    const resolved = path.resolve(root, file);
-    if (!fs.existsSync(resolved) || readManifest(resolved) === undefined) {
-      throw new CommandError(
-        `final dump ${file} or its manifest ${file}.json not found; nothing was changed`,
-      );
-    }
+    const problem = finalDumpProblem(path.resolve(root, file), file, cfg, model);
+    if (problem !== undefined) throw new CommandError(`${problem}; nothing was changed`);
     return;
   }
   const dir = finalDumpDir(root, model.id);
-  const found =
-    fs.existsSync(dir) &&
-    fs
-      .readdirSync(dir)
-      .some(
-        (f) => /-final-.*\.dump\.sealed$/.test(f) && fs.existsSync(path.join(dir, `${f}.json`)),
-      );
-  if (!found) {
-    throw new CommandError(
-      `no final dump of tenant ${model.id} in ${path.relative(root, dir) || dir}: write it first with npm run offboard -- ${model.id} (or name it with --final-dump <file>); nothing was changed`,
-    );
+  const shown = path.relative(root, dir) || dir;
+  const candidates = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => /-final-.*\.dump\.sealed$/.test(f))
+        .sort()
+    : [];
+  const problems = candidates.map((f) =>
+    finalDumpProblem(path.join(dir, f), path.join(shown, f), cfg, model),
+  );
+  if (problems.some((p) => p === undefined)) return;
+  const hint = `write it first with npm run offboard -- ${model.id} (or name it with --final-dump <file>); nothing was changed`;
+  if (candidates.length === 0) {
+    throw new CommandError(`no final dump of tenant ${model.id} in ${shown}: ${hint}`);
   }
+  throw new CommandError(
+    `no usable final dump of tenant ${model.id} in ${shown} (${problems.join("; ")}): ${hint}`,
+  );
+}
+
+/** Why `file` is not this tenant's final dump of this stack; undefined when it is. */
+function finalDumpProblem(
+  file: string,
+  shown: string,
+  cfg: StackConfig,
+  model: TenantModel,
+): string | undefined {
+  const manifest = fs.existsSync(file) ? readManifest(file) : undefined;
+  if (manifest === undefined) return `final dump ${shown} or its manifest ${shown}.json not found`;
+  if (manifest.tenant !== model.id)
+    return `${shown} is a dump of tenant ${manifest.tenant}, not ${model.id}`;
+  if (manifest.stack !== cfg.stack)
+    return `${shown} is a dump of stack ${manifest.stack}, not ${cfg.stack}`;
+  if (manifest.sealed === undefined)
+    return `${shown} is not a sealed final dump (its manifest records no sealing)`;
+  if (sha256File(file) !== manifest.sha256)
+    return `${shown} does not match the sha256 of its manifest (altered or truncated)`;
+  return undefined;
 }
 
 /** The tenant component's URN: after the purge, the stack state forgets the tenant. */

@@ -189,7 +189,51 @@ describe("npm run move between two embedded clusters", () => {
     await rw.end();
   });
 
-  it("abandons a copy the target rejects: target emptied, source logins restored", async () => {
+  it("refuses while another move of the tenant holds its lock, touching nothing", async () => {
+    const holder = await client("standard", "postgres");
+    try {
+      await holder.query("SELECT pg_advisory_lock(hashtext('pg-tenants:move:tenant_acme'))");
+      const io = captureIo(fleet);
+      assert.equal(await move(["acme", ...S], io), 1);
+      assert.deepEqual(io.errors, [
+        "error: another move of tenant acme is running (advisory lock pg-tenants:move:tenant_acme is held on cluster standard): wait for it to end; nothing was changed",
+      ]);
+      assert.deepEqual(io.lines, []);
+    } finally {
+      await holder.end();
+    }
+    const rw = await login("acme");
+    await rw.query("SELECT 1");
+    await rw.end();
+  });
+
+  it("a freeze that fails half-way gives back the logins it had taken", async () => {
+    const su = await client("standard", "postgres");
+    // The provisioning role may not alter a superuser: the second ALTER ROLE ... NOLOGIN fails.
+    await su.query("ALTER ROLE tenant_acme_ro SUPERUSER");
+    try {
+      const io = captureIo(fleet);
+      assert.equal(await move(["acme", ...S], io), 1);
+      assert.deepEqual(io.errors, [
+        'error: freezing the source failed: ALTER ROLE "tenant_acme_ro" NOLOGIN: must be superuser to alter superuser roles or change superuser attribute; tenant_acme_rw got LOGIN back, the source serves as before',
+      ]);
+      const roles = await su.query(
+        "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname ~ '^tenant_acme_r[wo]$' ORDER BY 1",
+      );
+      assert.deepEqual(roles.rows, [
+        { rolname: "tenant_acme_ro", rolcanlogin: true },
+        { rolname: "tenant_acme_rw", rolcanlogin: true },
+      ]);
+    } finally {
+      await su.query("ALTER ROLE tenant_acme_ro NOSUPERUSER");
+      await su.end();
+    }
+    const rw = await login("acme");
+    await rw.query("SELECT 1");
+    await rw.end();
+  });
+
+  it("abandons a copy the target rejects: the failed load left the target as it was, source logins restored", async () => {
     const c = await client("premium", "tenant_acme");
     await c.query(
       "ALTER TABLE app.invoices ADD CONSTRAINT small_amounts CHECK (amount_cents < 1000)",
@@ -204,7 +248,7 @@ describe("npm run move between two embedded clusters", () => {
       );
       assert.ok(
         message.endsWith(
-          "the move was abandoned: the target database on cluster premium was emptied again, the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+          "the move was abandoned: the target database on cluster premium was left as it was (the failed load committed nothing), the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
         ),
         message,
       );
@@ -222,10 +266,44 @@ describe("npm run move between two embedded clusters", () => {
     await rw.end();
   });
 
-  it("moves every row, keeps the source closed, rewrites the tenant file", async () => {
+  it("abandons a loaded copy that does not verify: target emptied again, source logins restored", async () => {
+    const c = await client("premium", "tenant_acme");
+    await c.query(
+      "CREATE FUNCTION public.shout() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.name := NEW.name || '!'; RETURN NEW; END$$",
+    );
+    await c.query(
+      "CREATE TRIGGER shout BEFORE INSERT ON app.customers FOR EACH ROW EXECUTE FUNCTION public.shout()",
+    );
+    try {
+      const io = captureIo(fleet);
+      assert.equal(await move(["acme", ...S], io), 1);
+      assert.deepEqual(io.errors, [
+        "error: verification failed: table app.customers has the same 40 row count but different content in the target on cluster premium\nthe move was abandoned: the target database on cluster premium was emptied again, the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+      ]);
+    } finally {
+      await c.query("DROP TRIGGER shout ON app.customers");
+      await c.query("DROP FUNCTION public.shout()");
+      await c.end();
+    }
+    assert.deepEqual(await rowsOn("premium", "tenant_acme"), {
+      customers: [],
+      invoices: [],
+      events: [],
+    });
+    const rw = await login("acme");
+    assert.equal((await rw.query("SELECT count(*)::int AS n FROM app.customers")).rows[0].n, 40);
+    await rw.end();
+  });
+
+  it("moves every row, keeps the source closed, rewrites the tenant file; a concurrent second move is refused", async () => {
     const source = await rowsOn("standard", "tenant_acme");
-    const io = captureIo(fleet);
-    assert.equal(await move(["acme", ...S], io), 0, io.errors.join("\n"));
+    const [first, second] = [captureIo(fleet), captureIo(fleet)];
+    const codes = await Promise.all([move(["acme", ...S], first), move(["acme", ...S], second)]);
+    assert.deepEqual([...codes].sort(), [0, 1], [...first.errors, ...second.errors].join("\n"));
+    const [io, refused] = codes[0] === 0 ? [first, second] : [second, first];
+    assert.deepEqual(refused.errors, [
+      "error: another move of tenant acme is running (advisory lock pg-tenants:move:tenant_acme is held on cluster standard): wait for it to end; nothing was changed",
+    ]);
     assert.deepEqual(io.errors, []);
     assert.deepEqual(io.lines.slice(0, 8), [
       "moving tenant acme: database tenant_acme from cluster standard to cluster premium",

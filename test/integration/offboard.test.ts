@@ -128,6 +128,15 @@ describe("npm run offboard", () => {
     assert.equal(fs.existsSync(path.join(fleet.root, "backups")), false);
   });
 
+  it("refuses to purge without a final dump, dropping nothing", async () => {
+    const io = captureIo(fleet, {}, at("2026-12-01T08:00:00Z"));
+    assert.equal(await offboard(["acme", ...S, "--purge", "--confirm", "acme"], io), 1);
+    assert.deepEqual(io.errors, [
+      "error: no final dump of tenant acme in backups/acme: write it first with npm run offboard -- acme (or name it with --final-dump <file>); nothing was changed",
+    ]);
+    assert.equal((await q("SELECT 1 FROM pg_database WHERE datname = 'tenant_acme'")).length, 1);
+  });
+
   it("writes the final dump sealed with the tenant's data key and leaves the database closed", async () => {
     const io = captureIo(fleet, keyEnv, at("2026-11-02T09:30:00Z"));
     assert.equal(await offboard(["acme", ...S], io), 0, io.errors.join("\n"));
@@ -180,6 +189,136 @@ describe("npm run offboard", () => {
       "--purge drops database tenant_acme and the roles of tenant acme on cluster standard for good: repeat the tenant id with --confirm acme",
     ]);
     assert.equal((await q("SELECT 1 FROM pg_database WHERE datname = 'tenant_acme'")).length, 1);
+  });
+
+  it("refuses to purge with another tenant's or stack's dump, an unsealed or an altered one", async () => {
+    const forged = path.join(fleet.root, "forged");
+    fs.mkdirSync(forged, { recursive: true });
+    const manifest = JSON.parse(fs.readFileSync(`${sealed}.json`, "utf8")) as Record<
+      string,
+      unknown
+    >;
+    /** A copy of the real final dump under `name`, its manifest changed by `change`. */
+    const forge = (name: string, change: Record<string, unknown>, extraByte = false): string => {
+      const file = path.join(forged, name);
+      fs.copyFileSync(sealed, file);
+      if (extraByte) fs.appendFileSync(file, Buffer.from([0]));
+      const m: Record<string, unknown> = { ...manifest, ...change };
+      for (const [k, v] of Object.entries(change)) if (v === undefined) delete m[k];
+      fs.writeFileSync(`${file}.json`, JSON.stringify(m));
+      return path.relative(fleet.root, file);
+    };
+    const purgeWith = async (file: string) => {
+      const io = captureIo(fleet, {}, at("2026-12-01T08:00:00Z"));
+      const code = await offboard(
+        ["acme", ...S, "--purge", "--confirm", "acme", "--final-dump", file],
+        io,
+      );
+      return { code, errors: io.errors };
+    };
+    const cases: [string, Record<string, unknown>, boolean, string][] = [
+      [
+        "initech-final.dump.sealed",
+        { tenant: "initech" },
+        false,
+        "is a dump of tenant initech, not acme",
+      ],
+      [
+        "other-stack-final.dump.sealed",
+        { stack: "production" },
+        false,
+        "is a dump of stack production, not integration",
+      ],
+      [
+        "plain-final.dump.sealed",
+        { sealed: undefined },
+        false,
+        "is not a sealed final dump (its manifest records no sealing)",
+      ],
+      [
+        "altered-final.dump.sealed",
+        {},
+        true,
+        "does not match the sha256 of its manifest (altered or truncated)",
+      ],
+    ];
+    for (const [name, change, extraByte, problem] of cases) {
+      const file = forge(name, change, extraByte);
+      assert.deepEqual(await purgeWith(file), {
+        code: 1,
+        errors: [`error: ${file} ${problem}; nothing was changed`],
+      });
+    }
+    assert.deepEqual(await purgeWith("forged/none.dump.sealed"), {
+      code: 1,
+      errors: [
+        "error: final dump forged/none.dump.sealed or its manifest forged/none.dump.sealed.json not found; nothing was changed",
+      ],
+    });
+
+    // In backups/acme/ itself: only another tenant's dump there is no final dump of acme.
+    const own = path.join(fleet.root, "backups", "acme");
+    const kept = `${own}.kept`;
+    const foreign = forge("acme-final-20261102T093000Z.dump.sealed", { tenant: "initech" });
+    fs.renameSync(own, kept);
+    try {
+      fs.mkdirSync(own);
+      fs.renameSync(path.join(fleet.root, foreign), path.join(own, path.basename(foreign)));
+      fs.renameSync(
+        path.join(fleet.root, `${foreign}.json`),
+        path.join(own, `${path.basename(foreign)}.json`),
+      );
+      const io = captureIo(fleet, {}, at("2026-12-01T08:00:00Z"));
+      assert.equal(await offboard(["acme", ...S, "--purge", "--confirm", "acme"], io), 1);
+      assert.deepEqual(io.errors, [
+        "error: no usable final dump of tenant acme in backups/acme (backups/acme/acme-final-20261102T093000Z.dump.sealed is a dump of tenant initech, not acme): write it first with npm run offboard -- acme (or name it with --final-dump <file>); nothing was changed",
+      ]);
+    } finally {
+      fs.rmSync(own, { recursive: true, force: true });
+      fs.renameSync(kept, own);
+      fs.rmSync(forged, { recursive: true, force: true });
+    }
+    assert.equal((await q("SELECT 1 FROM pg_database WHERE datname = 'tenant_acme'")).length, 1);
+  });
+
+  it("refuses to purge when the cluster no longer has the offboarding in force", async () => {
+    const purgeNow = async () => {
+      const io = captureIo(fleet, {}, at("2026-12-01T08:00:00Z"));
+      return { code: await offboard(["acme", ...S, "--purge", "--confirm", "acme"], io), io };
+    };
+    await q("ALTER ROLE tenant_acme_rw LOGIN");
+    try {
+      const { code, io } = await purgeNow();
+      assert.equal(code, 1);
+      assert.deepEqual(io.errors, [
+        "error: the offboarding of tenant acme is not applied yet (role tenant_acme_rw can still log in): run pulumi up first; nothing was changed",
+      ]);
+    } finally {
+      await q("ALTER ROLE tenant_acme_rw NOLOGIN");
+    }
+    await q("GRANT CONNECT ON DATABASE tenant_acme TO tenant_acme");
+    try {
+      const { code, io } = await purgeNow();
+      assert.equal(code, 1);
+      assert.deepEqual(io.errors, [
+        "error: the offboarding of tenant acme is not applied yet (tenant_acme still holds CONNECT on tenant_acme): run pulumi up first; nothing was changed",
+      ]);
+    } finally {
+      await q("REVOKE CONNECT ON DATABASE tenant_acme FROM tenant_acme");
+    }
+    assert.deepEqual(await q(CLOSED, [], "tenant_acme"), [
+      { group_connect: false, public_connect: false, datallowconn: true, customers: 12 },
+    ]);
+    assert.deepEqual(
+      await q("SELECT count(*)::int AS n FROM pg_roles WHERE rolname ~ '^tenant_acme'"),
+      [{ n: 4 }],
+    );
+  });
+
+  it("writes backup folders and final dumps readable by their owner only", () => {
+    assert.equal(fs.statSync(path.dirname(sealed)).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(sealed).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(`${sealed}.json`).mode & 0o777, 0o600);
   });
 
   it("purges after the retention period: only that tenant's database and roles go", async () => {

@@ -10,10 +10,23 @@ import { InputError } from "../../infra/issues";
 import { ManifestContext, parseManifest, SourceFile, Tenant } from "../../infra/manifest";
 import { buildFleetModel, buildTenantModel } from "../../infra/model";
 import { databaseOptions } from "../../infra/options";
-import { rewriteTenantFile, nextSteps, placementUrn } from "../../tools/move";
-import { purgeNextSteps, retentionEnd, tenantUrn } from "../../tools/offboard";
+import {
+  abandonReport,
+  closeFailedReport,
+  nextSteps,
+  placementUrn,
+  rewriteFailedReport,
+  rewriteTenantFile,
+} from "../../tools/move";
+import { main as offboard, purgeNextSteps, retentionEnd, tenantUrn } from "../../tools/offboard";
 import { swapStatements } from "../../tools/restore";
-import { CommandError } from "../../tools/lib/cli";
+import {
+  CommandError,
+  CommandIo,
+  ensureParent,
+  findTenant,
+  loadContext,
+} from "../../tools/lib/cli";
 import { parseToolVersion, PgTool, requireToolForServer } from "../../tools/lib/dump";
 import {
   isSealed,
@@ -492,6 +505,140 @@ describe("operator steps the commands print", () => {
       "# yaml-language-server: $schema=./tenant.schema.json\nid: acme\n# the customer\ndisplayName: Acme\ntier: premium\nlimits:\n  connectionLimit: 5\n",
     );
     fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe("day-two commands act on their stack's shard only", () => {
+  const root = process.cwd();
+  const refusal = (stack: string, id: string) => {
+    try {
+      findTenant(loadContext(stack, root), id);
+    } catch (e) {
+      assert.ok(e instanceof CommandError, String(e));
+      return e.message;
+    }
+    return undefined;
+  };
+
+  it("finds a tenant of the stack's shard, and every tenant on an unsharded stack", () => {
+    assert.equal(findTenant(loadContext("production-1", root), "acme").model.id, "acme");
+    assert.equal(findTenant(loadContext("production", root), "globex").model.id, "globex");
+    for (const id of ["acme", "globex", "initech"])
+      assert.equal(findTenant(loadContext("local", root), id).model.id, id);
+  });
+
+  it("refuses a tenant of another shard, naming the stack that declares it", () => {
+    assert.equal(
+      refusal("production", "acme"),
+      "tenant acme is not in stack production's shard: stack production-1 declares it; run the command with --stack production-1",
+    );
+    assert.equal(
+      refusal("production-1", "globex"),
+      "tenant globex is not in stack production-1's shard: stack production declares it; run the command with --stack production",
+    );
+  });
+
+  it("says so when no stack of the deployment declares the tenant", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-shard-"));
+    try {
+      fs.mkdirSync(path.join(dir, "stacks"));
+      fs.copyFileSync(
+        path.join(root, "stacks", "Pulumi.production-1.yaml"),
+        path.join(dir, "stacks", "Pulumi.production-1.yaml"),
+      );
+      fs.cpSync(path.join(root, "tenants"), path.join(dir, "tenants"), { recursive: true });
+      assert.throws(
+        () => findTenant(loadContext("production-1", dir), "initech"),
+        new CommandError(
+          "tenant initech is not in stack production-1's shard: no stack of this deployment declares it",
+        ),
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a purge on the wrong stack stops there and prints no state delete for it", async () => {
+    const lines: string[] = [];
+    const errors: string[] = [];
+    const io: CommandIo = {
+      root,
+      out: (l) => lines.push(l),
+      err: (l) => errors.push(l),
+      env: {},
+      now: () => new Date("2030-01-01T00:00:00Z"),
+    };
+    assert.equal(
+      await offboard(["globex", "--stack", "production-1", "--purge", "--confirm", "globex"], io),
+      1,
+    );
+    assert.deepEqual(lines, []);
+    assert.deepEqual(errors, [
+      "error: tenant globex is not in stack production-1's shard: stack production declares it; run the command with --stack production",
+    ]);
+  });
+});
+
+describe("what a failed move reports", () => {
+  const cfg = localConfig();
+  const model = buildTenantModel(tenant(), cfg);
+  const report = (emptied: string, thawed: string) =>
+    abandonReport({
+      id: "acme",
+      from: "standard",
+      to: "premium",
+      database: "tenant_acme",
+      emptied,
+      thawed,
+    });
+
+  it("says which of emptying the target and restoring the logins happened", () => {
+    assert.equal(
+      report("skipped", "done"),
+      "the move was abandoned: the target database on cluster premium was left as it was (the failed load committed nothing), the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+    );
+    assert.equal(
+      report("connection terminated", "done"),
+      "the move was abandoned: emptying the target database tenant_acme on cluster premium failed (connection terminated): it still holds the copied rows; empty its tables (TRUNCATE, as the provisioning role) before the next move, the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+    );
+    assert.equal(
+      report(
+        "done",
+        'giving LOGIN back failed (connection terminated): tenant_acme_ro cannot log in; as the provisioning role run: ALTER ROLE "tenant_acme_ro" LOGIN',
+      ),
+      'the move was abandoned: the target database on cluster premium was emptied again, the source on cluster standard does not serve yet: giving LOGIN back failed (connection terminated): tenant_acme_ro cannot log in; as the provisioning role run: ALTER ROLE "tenant_acme_ro" LOGIN; fix the cause and run npm run move -- acme again',
+    );
+  });
+
+  it("after the copy, states what is done and what remains by hand", () => {
+    const steps = nextSteps("local", model, "premium");
+    const closing = closeFailedReport("timeout", model, "premium", "tenants/acme.yaml", steps);
+    assert.deepEqual(closing.split("\n").slice(0, 3), [
+      "closing the source failed (timeout)",
+      "state: the target database tenant_acme on cluster premium holds the verified copy; the source on cluster standard still allows connections but its logins are NOLOGIN; tenants/acme.yaml is unchanged.",
+      'to finish by hand: as the provisioning role on cluster standard run ALTER DATABASE "tenant_acme" ALLOW_CONNECTIONS false; then set tier: premium and remove move in tenants/acme.yaml, and:',
+    ]);
+    assert.deepEqual(closing.split("\n").slice(3), steps);
+    const rewriting = rewriteFailedReport("EACCES", model, "premium", "tenants/acme.yaml", steps);
+    assert.deepEqual(rewriting.split("\n").slice(0, 3), [
+      "rewriting tenants/acme.yaml failed (EACCES)",
+      "state: the move is done on the clusters: the target database tenant_acme on cluster premium holds the verified copy, the source on cluster standard is closed (ALLOW_CONNECTIONS false, logins NOLOGIN).",
+      "to finish by hand: set tier: premium and remove move in tenants/acme.yaml, then:",
+    ]);
+    assert.deepEqual(rewriting.split("\n").slice(3), steps);
+  });
+});
+
+describe("backup folders", () => {
+  it("are created readable by their owner only", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-parent-"));
+    try {
+      ensureParent(path.join(dir, "backups", "acme", "acme.dump"));
+      assert.equal(fs.statSync(path.join(dir, "backups")).mode & 0o777, 0o700);
+      assert.equal(fs.statSync(path.join(dir, "backups", "acme")).mode & 0o777, 0o700);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

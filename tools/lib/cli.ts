@@ -5,7 +5,8 @@ import type { StackConfig } from "../../infra/config";
 import { formatIssue, InputError } from "../../infra/issues";
 import type { Tenant } from "../../infra/manifest";
 import { buildTenantModel, TenantModel } from "../../infra/model";
-import { loadStack, loadStackTenants } from "../stack";
+import { assignment, deployments, tenantsOfShard } from "../../infra/shards";
+import { listStacks, loadStack, loadStackTenants } from "../stack";
 
 /**
  * What the day-two commands (audit, move, offboard, backup, restore) share: argument parsing,
@@ -104,7 +105,28 @@ export function findTenant(ctx: StackContext, id: string): { tenant: Tenant; mod
       `unknown tenant ${JSON.stringify(id)}: no ${path.join(ctx.cfg.tenantsDir, `${id}.yaml`)} in stack ${ctx.cfg.stack}'s manifest (tenants: ${known.join(", ") || "none"})`,
     );
   }
+  if (tenantsOfShard(ctx.cfg, [tenant]).length === 0) {
+    const owners = declaringStacks(ctx, tenant);
+    throw new CommandError(
+      `tenant ${id} is not in stack ${ctx.cfg.stack}'s shard: ${owners.length > 0 ? `stack ${owners.join(", ")} declares it; run the command with --stack ${owners[0]}` : "no stack of this deployment declares it"}`,
+    );
+  }
   return { tenant, model: buildTenantModel(tenant, ctx.cfg) };
+}
+
+/** The stacks of ctx's deployment (same clusters, same tenants folder) whose shard holds the tenant. */
+function declaringStacks(ctx: StackContext, tenant: Tenant): string[] {
+  const stacks: StackConfig[] = [ctx.cfg];
+  for (const name of listStacks(ctx.root)) {
+    if (name === ctx.cfg.stack) continue;
+    try {
+      stacks.push(loadStack(name, ctx.root));
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+    }
+  }
+  const group = deployments(stacks).find((g) => g.some((s) => s.stack === ctx.cfg.stack)) ?? [];
+  return assignment(group, [tenant]).get(tenant.id) ?? [];
 }
 
 /** The one positional argument a command takes (a tenant id), or a usage error. */
@@ -113,9 +135,14 @@ export function tenantArg(positionals: string[], usage: string): string {
   return positionals[0];
 }
 
-/** Creates the folder of a file the command writes (dumps, manifests). */
+/** Creates the folder of a file the command writes (dumps, manifests), readable by its owner only. */
 export function ensureParent(file: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+}
+
+/** Dumps hold tenant data: files written by a tool under the default umask become owner-only. */
+export function restrictFile(file: string): void {
+  fs.chmodSync(file, 0o600);
 }
 
 /** `20261126T064500Z`: sortable, safe in file names. */

@@ -39,11 +39,23 @@ export async function freeze(
     "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1::text[])",
     [logins],
   );
+  // In the model's order (rw, then ro), whatever order the catalog returns.
   const frozen: Frozen = {
-    logins: current.rows.filter((r) => r.rolcanlogin).map((r) => r.rolname),
+    logins: logins.filter((l) => current.rows.some((r) => r.rolname === l && r.rolcanlogin)),
   };
-  for (const role of frozen.logins) await admin.query(`ALTER ROLE ${quoteIdent(role)} NOLOGIN`);
+  // Only the roles actually set NOLOGIN are given LOGIN back when the freeze is undone.
+  const done: Frozen = { logins: [] };
+  let failed: string | undefined;
   try {
+    for (const role of frozen.logins) {
+      try {
+        await admin.query(`ALTER ROLE ${quoteIdent(role)} NOLOGIN`);
+      } catch (e) {
+        failed = `freezing the source failed: ALTER ROLE ${quoteIdent(role)} NOLOGIN: ${(e as Error).message}`;
+        throw e;
+      }
+      done.logins.push(role);
+    }
     for (const pid of await tenantSessions(admin, model)) {
       await admin.query("SELECT pg_terminate_backend($1)", [pid]).catch(() => undefined);
     }
@@ -59,13 +71,39 @@ export async function freeze(
       );
     }
   } catch (e) {
-    await thaw(admin, frozen);
+    try {
+      await thaw(admin, done);
+    } catch (t) {
+      throw new CommandError(`${failed ?? (e as Error).message}\n${(t as Error).message}`);
+    }
+    if (failed !== undefined) {
+      throw new CommandError(
+        `${failed}; ${done.logins.length > 0 ? `${done.logins.join(", ")} got LOGIN back, ` : ""}the source serves as before`,
+      );
+    }
     throw e;
   }
   return frozen;
 }
 
-/** Gives the logins back what freeze took. */
+/**
+ * Gives the logins back what freeze took. Tries every role; if any fails, throws one message
+ * naming the roles left NOLOGIN and the statements that restore them.
+ */
 export async function thaw(admin: Client, frozen: Frozen): Promise<void> {
-  for (const role of frozen.logins) await admin.query(`ALTER ROLE ${quoteIdent(role)} LOGIN`);
+  const failed: string[] = [];
+  let cause = "";
+  for (const role of frozen.logins) {
+    try {
+      await admin.query(`ALTER ROLE ${quoteIdent(role)} LOGIN`);
+    } catch (e) {
+      failed.push(role);
+      cause ||= (e as Error).message;
+    }
+  }
+  if (failed.length > 0) {
+    throw new CommandError(
+      `giving LOGIN back failed (${cause}): ${failed.join(", ")} cannot log in; as the provisioning role run: ${failed.map((r) => `ALTER ROLE ${quoteIdent(r)} LOGIN`).join("; ")}`,
+    );
+  }
 }
