@@ -68,23 +68,115 @@ describe("npm run audit against a provisioned fleet", () => {
     );
   });
 
-  it("reports CONNECT granted to PUBLIC on a tenant database", async () => {
-    await superuser("standard", (q) => q("GRANT CONNECT ON DATABASE tenant_acme TO PUBLIC"));
-    try {
-      const { code, report } = await audit();
-      assert.equal(code, 1);
-      assert.deepEqual(violations(report), [
+  /** One tampering: SQL run as the superuser (in `database`, default postgres), then undone. */
+  interface Tampering {
+    what: string;
+    tier: string;
+    database?: string;
+    tamper: string;
+    undo: string;
+    expected: Brief[];
+  }
+  const tamperings: Tampering[] = [
+    {
+      what: "CONNECT granted to PUBLIC on a tenant database",
+      tier: "standard",
+      tamper: "GRANT CONNECT ON DATABASE tenant_acme TO PUBLIC",
+      undo: "REVOKE CONNECT ON DATABASE tenant_acme FROM PUBLIC",
+      expected: [
         {
           tier: "standard",
           tenant: "acme",
           invariant: "public-no-connect-or-temp",
           message: "PUBLIC holds CONNECT on database tenant_acme",
         },
-      ]);
-    } finally {
-      await superuser("standard", (q) => q("REVOKE CONNECT ON DATABASE tenant_acme FROM PUBLIC"));
-    }
-  });
+      ],
+    },
+    {
+      what: "another tenant's group granted to a login, for both tenants",
+      tier: "standard",
+      tamper: "GRANT tenant_initech TO tenant_acme_rw",
+      undo: "REVOKE tenant_initech FROM tenant_acme_rw",
+      expected: [
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "membership",
+          message: "role tenant_acme_rw is a member of tenant_initech, a role outside this tenant",
+        },
+        {
+          tier: "standard",
+          tenant: "initech",
+          invariant: "membership",
+          message: "role tenant_acme_rw is a member of tenant_initech",
+        },
+      ],
+    },
+    {
+      what: "a tenant role made CREATEDB",
+      tier: "premium",
+      tamper: "ALTER ROLE tenant_globex_ro CREATEDB",
+      undo: "ALTER ROLE tenant_globex_ro NOCREATEDB",
+      expected: [
+        {
+          tier: "premium",
+          tenant: "globex",
+          invariant: "role-attributes",
+          message: "role tenant_globex_ro has cluster privileges: createdb",
+        },
+      ],
+    },
+    {
+      what: "a database no tenant explains, as a cluster finding",
+      tier: "premium",
+      tamper: "CREATE DATABASE stray_reports",
+      undo: "DROP DATABASE stray_reports",
+      expected: [
+        {
+          tier: "premium",
+          tenant: undefined,
+          invariant: "orphan-database",
+          message: "database stray_reports is not explained by any tenant of the manifest",
+        },
+      ],
+    },
+    {
+      what: "a table privilege granted to another tenant's login inside a tenant database",
+      tier: "standard",
+      database: "tenant_acme",
+      tamper: "GRANT SELECT, TRUNCATE ON app.invoices TO tenant_initech_ro",
+      undo: "REVOKE ALL ON app.invoices FROM tenant_initech_ro",
+      expected: [
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "object-privileges",
+          message: "tenant_initech_ro holds SELECT, TRUNCATE on table app.invoices",
+        },
+      ],
+    },
+  ];
+
+  for (const t of tamperings) {
+    it(`reports ${t.what}`, async () => {
+      const run = async (sql: string) => {
+        const c = await fleet.clusters[t.tier].superuserClient(t.database);
+        try {
+          await c.query(sql);
+        } finally {
+          await c.end();
+        }
+      };
+      await run(t.tamper);
+      try {
+        const { code, report } = await audit();
+        assert.equal(code, 1);
+        assert.deepEqual(violations(report), t.expected);
+      } finally {
+        await run(t.undo);
+      }
+    });
+  }
 
   it("reports extra database privileges and the schema a login then creates", async () => {
     await superuser("standard", async (q) => {
@@ -146,66 +238,6 @@ describe("npm run audit against a provisioned fleet", () => {
     assert.deepEqual(violations((await audit()).report), []);
   });
 
-  it("reports another tenant's group granted to a login, for both tenants", async () => {
-    await superuser("standard", (q) => q("GRANT tenant_initech TO tenant_acme_rw"));
-    try {
-      const { code, report } = await audit();
-      assert.equal(code, 1);
-      assert.deepEqual(violations(report), [
-        {
-          tier: "standard",
-          tenant: "acme",
-          invariant: "membership",
-          message: "role tenant_acme_rw is a member of tenant_initech, a role outside this tenant",
-        },
-        {
-          tier: "standard",
-          tenant: "initech",
-          invariant: "membership",
-          message: "role tenant_acme_rw is a member of tenant_initech",
-        },
-      ]);
-    } finally {
-      await superuser("standard", (q) => q("REVOKE tenant_initech FROM tenant_acme_rw"));
-    }
-  });
-
-  it("reports a tenant role made CREATEDB", async () => {
-    await superuser("premium", (q) => q("ALTER ROLE tenant_globex_ro CREATEDB"));
-    try {
-      const { code, report } = await audit();
-      assert.equal(code, 1);
-      assert.deepEqual(violations(report), [
-        {
-          tier: "premium",
-          tenant: "globex",
-          invariant: "role-attributes",
-          message: "role tenant_globex_ro has cluster privileges: createdb",
-        },
-      ]);
-    } finally {
-      await superuser("premium", (q) => q("ALTER ROLE tenant_globex_ro NOCREATEDB"));
-    }
-  });
-
-  it("reports a database no tenant explains, as a cluster finding", async () => {
-    await superuser("premium", (q) => q("CREATE DATABASE stray_reports"));
-    try {
-      const { code, report } = await audit();
-      assert.equal(code, 1);
-      assert.deepEqual(violations(report), [
-        {
-          tier: "premium",
-          tenant: undefined,
-          invariant: "orphan-database",
-          message: "database stray_reports is not explained by any tenant of the manifest",
-        },
-      ]);
-    } finally {
-      await superuser("premium", (q) => q("DROP DATABASE stray_reports"));
-    }
-  });
-
   it("reports a dropped tenant database; the program run re-creates it and the audit is clean again", async () => {
     await superuser("standard", (q) => q("DROP DATABASE tenant_initech WITH (FORCE)"));
     const { code, report } = await audit();
@@ -222,31 +254,6 @@ describe("npm run audit against a provisioned fleet", () => {
     const again = await audit();
     assert.deepEqual(violations(again.report), []);
     assert.equal(again.code, 0);
-  });
-
-  it("reports a table privilege granted to another tenant's login inside a tenant database", async () => {
-    const grant = async (sql: string) => {
-      const c = await fleet.clusters.standard.superuserClient("tenant_acme");
-      try {
-        await c.query(sql);
-      } finally {
-        await c.end();
-      }
-    };
-    await grant("GRANT SELECT, TRUNCATE ON app.invoices TO tenant_initech_ro");
-    try {
-      const { report } = await audit();
-      assert.deepEqual(violations(report), [
-        {
-          tier: "standard",
-          tenant: "acme",
-          invariant: "object-privileges",
-          message: "tenant_initech_ro holds SELECT, TRUNCATE on table app.invoices",
-        },
-      ]);
-    } finally {
-      await grant("REVOKE ALL ON app.invoices FROM tenant_initech_ro");
-    }
   });
 
   it("checks the pg_hba rules in effect where the auditing role may read them", async () => {
