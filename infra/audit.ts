@@ -1,5 +1,12 @@
 import type { StackConfig } from "./config";
-import { CLUSTER_PRIVILEGES, FleetModel, GrantSpec, RoleSpec, TenantModel } from "./model";
+import {
+  CLUSTER_PRIVILEGES,
+  FleetModel,
+  GrantSpec,
+  RoleSpec,
+  TenantModel,
+  tenantsOnTier,
+} from "./model";
 import { RESTORE_INFIX } from "./naming";
 
 /**
@@ -170,11 +177,6 @@ function indexOf(snap: ClusterSnapshot): SnapshotIndex {
   return idx;
 }
 
-/** The tenants expected on each tier: those placed there and those moving onto it. */
-export function expectedOnTier(fleet: FleetModel, tier: string): TenantModel[] {
-  return [...(fleet.byTier[tier] ?? []), ...(fleet.movingIn[tier] ?? [])];
-}
-
 /**
  * Compares every cluster's snapshot with the fleet model. Findings are sorted by tier, tenant,
  * invariant; a violation makes the audit fail, a notice is reported only.
@@ -188,7 +190,7 @@ export function auditFleet(
   for (const snap of snapshots) {
     // Snapshots may have changed since an earlier audit of them (tests tamper with them).
     indexes.delete(snap);
-    const expected = expectedOnTier(fleet, snap.tier);
+    const expected = tenantsOnTier(fleet, snap.tier);
     const provisioner = cfg.clusters[snap.tier].username;
     for (const model of expected) findings.push(...auditTenant(model, snap, provisioner));
     findings.push(...auditCluster(cfg, fleet, snap, expected));

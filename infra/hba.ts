@@ -1,5 +1,5 @@
 import type { HbaConfig, StackConfig } from "./config";
-import type { FleetModel, TenantModel } from "./model";
+import { FleetModel, TenantModel, tenantsOnTier } from "./model";
 
 /**
  * Renders a cluster's pg_hba.conf from the tenant model. First match wins in pg_hba, so the
@@ -41,10 +41,7 @@ export function renderFleetHba(cfg: StackConfig, fleet: FleetModel): Record<stri
   return Object.fromEntries(
     Object.keys(cfg.clusters).map((tier) => [
       tier,
-      renderHba(tier, cfg.clusters[tier].username, cfg.hba, [
-        ...fleet.byTier[tier],
-        ...fleet.movingIn[tier],
-      ]),
+      renderHba(tier, cfg.clusters[tier].username, cfg.hba, tenantsOnTier(fleet, tier)),
     ]),
   );
 }

@@ -268,6 +268,11 @@ export function buildFleetModel(tenants: readonly Tenant[], cfg: StackConfig): F
   return { tenants: models, byTier, movingIn };
 }
 
+/** The tenants a cluster holds: those of its tier and those moving onto it (target placements). */
+export function tenantsOnTier(fleet: FleetModel, tier: string): TenantModel[] {
+  return [...(fleet.byTier[tier] ?? []), ...(fleet.movingIn[tier] ?? [])];
+}
+
 /** Names of the stack that no tenant may take (see manifest validation). */
 export function reservedNames(cfg: StackConfig): string[] {
   return [

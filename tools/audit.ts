@@ -4,11 +4,10 @@ import {
   AuditFormat,
   AuditReport,
   auditFleet,
-  expectedOnTier,
   renderReport,
   summarize,
 } from "../infra/audit";
-import { buildFleetModel } from "../infra/model";
+import { buildFleetModel, tenantsOnTier } from "../infra/model";
 import {
   CommandIo,
   EXIT,
@@ -49,7 +48,7 @@ export async function auditStack(
   const snapshots = await mapPool(tiers, tiers.length, (tier) =>
     snapshotCluster(
       clusterTarget(ctx.cfg, tier, ctx.root, io.env),
-      expectedOnTier(fleet, tier).map((m) => m.database.name),
+      tenantsOnTier(fleet, tier).map((m) => m.database.name),
       ctx.cfg.appSchemas,
       options.poolSize,
     ),

@@ -61,7 +61,7 @@ export class TenantPlacement extends pulumi.ComponentResource {
       `${name}-db`,
       {
         name: model.database.name,
-        owner: roles.owner.name,
+        owner: roleOutput(roles, model, model.database.owner),
         template: model.database.template,
         connectionLimit: model.database.connectionLimit,
         allowConnections: true,
@@ -94,7 +94,7 @@ export class TenantPlacement extends pulumi.ComponentResource {
         {
           role: roleOutput(roles, model, d.role),
           database: this.database.name,
-          owner: roles.owner.name,
+          owner: roleOutput(roles, model, d.owner),
           schema: d.schema,
           objectType: d.objectType,
           privileges: d.privileges,

@@ -69,8 +69,9 @@ export const tenantRoleMemberships: ResourceValidationPolicy = {
           `Tenant role ${member} must not be granted ${granted}: tenant roles are members of their own group only.`,
         );
       } else if (g !== undefined) {
+        // Without the provider's inputs the provisioning role is unknown: nothing to compare.
         const provisioner = args.provider?.props.username;
-        if (member !== provisioner) {
+        if (provisioner !== undefined && member !== provisioner) {
           reportViolation(
             `Tenant role ${granted} must be granted only to the cluster's provisioning role (${provisioner ?? "unknown"}), not to ${member}.`,
           );
