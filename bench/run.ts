@@ -3,10 +3,11 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { EvaluateResult } from "./workers/evaluate";
+import { benchClientOverhead } from "./client";
 import { runChecks, runProvisioning, Section } from "./sections";
 
 /**
- * `npm run bench [-- --quick] [-- --only program,provision,check,audit] [-- --write]`:
+ * `npm run bench [-- --quick] [-- --only program,provision,check,audit,client] [-- --write]`:
  * compiles the program and the workers into dist/, then measures, each figure in a fresh child
  * process (clean peak RSS): program evaluation under the mock runtime against the
  * straightforward baseline, provisioning on real embedded clusters against raw SQL, and the
@@ -37,10 +38,10 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--only") (argv[++i] ?? "").split(",").forEach((s) => only.add(s.trim()));
     else
       throw new Error(
-        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit] [--write|--no-write]`,
+        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client] [--write|--no-write]`,
       );
   }
-  const known = ["program", "provision", "check", "audit"];
+  const known = ["program", "provision", "check", "audit", "client"];
   const unknown = [...only].filter((s) => !known.includes(s));
   if (unknown.length > 0)
     throw new Error(`unknown section(s) ${unknown.join(", ")}; sections: ${known.join(", ")}`);
@@ -336,6 +337,16 @@ function writeResults(blocks: Array<{ name: string; markdown: string }>): void {
   console.error(`wrote ${path.relative(ROOT, file)}`);
 }
 
+/** The application library's cost: withTenant against a plain pg.Pool query (bench/client.ts). */
+async function clientSection(opts: Options): Promise<Section> {
+  console.error("withTenant against a plain pg.Pool query:");
+  const result = await benchClientOverhead(opts.quick ? { iterations: 2000, rounds: 6 } : {});
+  return {
+    name: "client",
+    markdown: result.markdown,
+  };
+}
+
 async function main(argv: string[]): Promise<number> {
   const opts = parseArgs(argv);
   const header = `${opts.quick ? "Quick run" : "Full run"} of ${[...opts.only].join(", ")}:\n\n${machine()}\n`;
@@ -344,6 +355,7 @@ async function main(argv: string[]): Promise<number> {
   if (opts.only.has("program")) sections.push(programSection(opts));
   if (opts.only.has("provision")) sections.push(await runProvisioning(opts));
   if (opts.only.has("check") || opts.only.has("audit")) sections.push(...(await runChecks(opts)));
+  if (opts.only.has("client")) sections.push(await clientSection(opts));
   console.log([header, ...sections.map((s) => s.markdown)].join("\n"));
   if (opts.write)
     writeResults(sections.map((s) => ({ name: s.name, markdown: `${header}\n${s.markdown}` })));
