@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { mockedOutputs } from "../../test/support/mocks";
 
 /**
  * Mocks for measurements: they count registrations and give random resources a value, like the
@@ -14,23 +15,10 @@ export class CountingMocks implements pulumi.runtime.Mocks {
   } {
     this.resources++;
     this.byType.set(args.type, (this.byType.get(args.type) ?? 0) + 1);
-    return { id: `${args.name}-id`, state: { ...args.inputs, ...outputsOf(args) } };
+    return { id: `${args.name}-id`, state: { ...args.inputs, ...mockedOutputs(args) } };
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
     throw new Error(`unexpected invoke ${args.token}: the program must not read from providers`);
-  }
-}
-
-function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
-  switch (args.type) {
-    case "random:index/randomPassword:RandomPassword":
-      return { result: `pw-${args.name}` };
-    case "random:index/randomBytes:RandomBytes":
-      return {
-        base64: Buffer.from(`key-${args.name}`.padEnd(32, "k").slice(0, 32)).toString("base64"),
-      };
-    default:
-      return {};
   }
 }

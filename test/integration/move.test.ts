@@ -46,6 +46,14 @@ describe("npm run move between two embedded clusters", () => {
       await c.end();
     }
   };
+  const EMPTY = { customers: [], invoices: [], events: [] };
+  /** After an abandoned move: the target holds nothing and acme's login still reads its 40 customers. */
+  const assertTargetEmptySourceServing = async () => {
+    assert.deepEqual(await rowsOn("premium", "tenant_acme"), EMPTY);
+    const rw = await login("acme");
+    assert.equal((await rw.query("SELECT count(*)::int AS n FROM app.customers")).rows[0].n, 40);
+    await rw.end();
+  };
   /** Everything about the other tenants a move must leave alone: rows, roles, databases. */
   const otherTenants = async () => {
     const state: Record<string, unknown> = {
@@ -164,11 +172,7 @@ describe("npm run move between two embedded clusters", () => {
     const fresh = await login("acme");
     await fresh.query("DELETE FROM app.events WHERE kind = 'still-serving'");
     await fresh.end();
-    assert.deepEqual(await rowsOn("premium", "tenant_acme"), {
-      customers: [],
-      invoices: [],
-      events: [],
-    });
+    assert.deepEqual(await rowsOn("premium", "tenant_acme"), EMPTY);
   });
 
   it("refuses a target that is not empty, changing nothing", async () => {
@@ -256,14 +260,7 @@ describe("npm run move between two embedded clusters", () => {
       await c.query("ALTER TABLE app.invoices DROP CONSTRAINT small_amounts");
       await c.end();
     }
-    assert.deepEqual(await rowsOn("premium", "tenant_acme"), {
-      customers: [],
-      invoices: [],
-      events: [],
-    });
-    const rw = await login("acme");
-    assert.equal((await rw.query("SELECT count(*)::int AS n FROM app.customers")).rows[0].n, 40);
-    await rw.end();
+    await assertTargetEmptySourceServing();
   });
 
   it("abandons a loaded copy that does not verify: target emptied again, source logins restored", async () => {
@@ -285,14 +282,7 @@ describe("npm run move between two embedded clusters", () => {
       await c.query("DROP FUNCTION public.shout()");
       await c.end();
     }
-    assert.deepEqual(await rowsOn("premium", "tenant_acme"), {
-      customers: [],
-      invoices: [],
-      events: [],
-    });
-    const rw = await login("acme");
-    assert.equal((await rw.query("SELECT count(*)::int AS n FROM app.customers")).rows[0].n, 40);
-    await rw.end();
+    await assertTargetEmptySourceServing();
   });
 
   it("moves every row, keeps the source closed, rewrites the tenant file; a concurrent second move is refused", async () => {

@@ -49,8 +49,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   }
 }
 
-/** Outputs the real providers compute, with deterministic fake values. */
-function mockedOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
+/** Outputs the real providers compute, with deterministic fake values (also used by the benchmarks). */
+export function mockedOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
   switch (args.type) {
     case "random:index/randomPassword:RandomPassword":
       return { result: `pw-${args.name}` };
