@@ -1,29 +1,50 @@
 import { randomBytes } from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
+import type { Stack, UpResult } from "@pulumi/pulumi/automation";
+import type { Credentials } from "../infra/components/credentials";
 import type { StackConfig } from "../infra/config";
-import { startCluster, stopClusterDir } from "./cluster";
-import { renderStackHba } from "./hba";
-import { CommandIo, EXIT, loadContext, processIo, runCommand, UsageError } from "./lib/cli";
-import { loadStack } from "./stack";
+import { renderFleetHba } from "../infra/hba";
+import type { Tenant } from "../infra/manifest";
+import { buildFleetModel } from "../infra/model";
+import { LOGIN_KINDS, LoginKind } from "../infra/naming";
+import { RunningCluster, startCluster, stopClusterDir } from "./cluster";
+import { buildEngine } from "./engine";
+import {
+  CommandError,
+  CommandIo,
+  EXIT,
+  findTenant,
+  loadContext,
+  processIo,
+  runCommand,
+  UsageError,
+} from "./lib/cli";
+import { changedNothing, describeChanges, openStack, StackRun } from "./lib/deploy";
+import { Engine, engineChoice, findEngine, findInstalledCli, goVersion } from "./lib/engine";
+import { loadStack, readStackFile } from "./stack";
 
 /**
- * `npm run local` (`up`): the local stack on embedded PostgreSQL. Starts one cluster per tier of
- * stacks/Pulumi.local.yaml (data under `.local/`, the stack's fixed ports), bootstraps each
- * (provisioning role, template, PUBLIC's CONNECT revoked), installs the pg_hba.conf rendered from
- * the manifest, then runs `pulumi up` for the `local` stack through the Automation API with a
- * file backend under `.local/pulumi-state` and the passphrase secrets provider. Without the
- * Pulumi CLI it stops once the clusters are ready and says how to get the CLI.
- * `npm run local:stop` (`stop`) stops the clusters; their data stays for the next `up`.
+ * `npm run local` (`up`): the local stack on embedded PostgreSQL, deployed by the real Pulumi
+ * engine. Starts one cluster per tier of stacks/Pulumi.local.yaml (data under `.local/`, the
+ * stack's fixed ports), bootstraps each (provisioning role, template, PUBLIC's CONNECT revoked),
+ * finds the engine (tools/lib/engine.ts; builds it with `npm run engine` when it is missing and
+ * Go is there), then runs `pulumi up` of the `local` stack through the Automation API, with a file
+ * backend under `.local/pulumi-state`, the passphrase secrets provider and the run's own stack
+ * file under `.local/workspace` (the tracked stacks/Pulumi.local.yaml is only read). pg_hba.conf
+ * is the stack's deployed `pgHba` output, rewritten after each successful run. It ends with what
+ * exists and how to connect.
+ * `npm run local -- url <tenant> <rw|ro>` prints one login's connection URL (the only place a
+ * local password is printed). `npm run local:stop` (`stop`) stops the clusters; data stays.
  *
- * Generated passwords and the state passphrase live in `.local/state.json` (mode 0600) and are
- * never printed. PGTENANTS_LOCAL_DIR and PGTENANTS_LOCAL_PORT_BASE move the data and the ports
- * (tests use them to stay off the fixed ports).
+ * Generated passwords and the state passphrase live in `.local/state.json` (mode 0600).
+ * PGTENANTS_LOCAL_DIR and PGTENANTS_LOCAL_PORT_BASE move the data and the ports (tests use them
+ * to stay off the fixed ports).
  */
 
 export const LOCAL_STACK = "local";
-const USAGE = "npm run local | npm run local:stop   (tools/local.ts up|stop)";
+const USAGE =
+  "npm run local | npm run local -- url <tenant> <rw|ro> | npm run local:stop   (tools/local.ts up|url|stop)";
 
 export const INSTALL_HINT = "curl -fsSL https://get.pulumi.com | sh";
 
@@ -87,30 +108,18 @@ export function loadOrCreateState(dir: string, ports: Record<string, number>): L
   return state;
 }
 
-/** The Pulumi CLI: `pulumi` on PATH, else where get.pulumi.com installs it; undefined if absent. */
+/** The Pulumi CLI installed the normal way: `pulumi` on PATH or in ~/.pulumi/bin. */
 export function findPulumiCli(env: NodeJS.ProcessEnv): string | undefined {
-  const dirs = (env.PATH ?? "").split(path.delimiter).filter((d) => d !== "");
-  dirs.push(path.join(env.PULUMI_HOME ?? path.join(env.HOME ?? os.homedir(), ".pulumi"), "bin"));
-  for (const dir of dirs) {
-    const candidate = path.join(dir, process.platform === "win32" ? "pulumi.exe" : "pulumi");
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      if (fs.statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
+  return findInstalledCli(env);
 }
 
-/** What `npm run local` prints when the clusters are up but `pulumi up` cannot run. */
+/** What `npm run local` prints when the clusters are up but no engine can run `pulumi up`. */
 export function missingCliMessage(): string[] {
   return [
-    "pulumi up was not run: the Pulumi CLI is not installed (no `pulumi` on PATH nor in ~/.pulumi/bin).",
-    "Install it, then run `npm run local` again:",
-    `  ${INSTALL_HINT}`,
-    "(or see https://www.pulumi.com/docs/install/). On its first run the CLI downloads the postgresql",
-    "and random provider plugins, which needs internet access.",
+    "pulumi up was not run: no Pulumi engine (neither `npm run engine`'s in .engine/ nor a `pulumi` on PATH or in ~/.pulumi/bin), and no Go to build one.",
+    "Either install Go 1.26 or newer and run `npm run local` again (it builds the engine from the pinned Go modules: npm run engine),",
+    `or install the Pulumi CLI: ${INSTALL_HINT}`,
+    "(see https://www.pulumi.com/docs/install/; on its first run it downloads the postgresql and random plugins, which needs internet access).",
     "The clusters keep running; stop them with `npm run local:stop`.",
   ];
 }
@@ -120,13 +129,59 @@ function shown(root: string, p: string): string {
   return rel === "" || rel.startsWith("..") ? p : rel;
 }
 
+/** The engine for the local stack: found, else built when Go is there; undefined otherwise. */
+async function localEngine(io: CommandIo): Promise<Engine | undefined> {
+  const found = findEngine(io.root, io.env);
+  if (found !== undefined) return found;
+  if (engineChoice(io.env) === "installed" || goVersion(io.env) === undefined) return undefined;
+  await buildEngine(io.root, io);
+  return findEngine(io.root, io.env);
+}
+
+/** The local stack's run: its config (ports as started) and the clusters' provisioning passwords. */
+function localRun(
+  io: CommandIo,
+  engine: Engine,
+  dir: string,
+  state: LocalState,
+  ports: Record<string, number>,
+): StackRun {
+  const raw = readStackFile(LOCAL_STACK, io.root).raw;
+  const clusters = raw.clusters as Record<string, Record<string, unknown>>;
+  return {
+    root: io.root,
+    stack: LOCAL_STACK,
+    engine,
+    workDir: path.join(dir, "workspace"),
+    backendDir: path.join(dir, "pulumi-state"),
+    passphrase: state.pulumiPassphrase,
+    config: {
+      ...raw,
+      clusters: Object.fromEntries(
+        Object.entries(clusters).map(([tier, c]) => [tier, { ...c, port: ports[tier] }]),
+      ),
+    },
+    secrets: {
+      clusterPasswords: Object.fromEntries(
+        Object.entries(state.clusters).map(([tier, s]) => [tier, s.provisionerPassword]),
+      ),
+    },
+  };
+}
+
+/** The stack's deployed pg_hba per cluster (its `pgHba` output), or undefined before any deploy. */
+async function deployedHba(stack: Stack): Promise<Record<string, string> | undefined> {
+  const outputs = await stack.outputs();
+  const value = outputs.pgHba?.value as Record<string, string> | undefined;
+  return value !== undefined && typeof value === "object" ? value : undefined;
+}
+
 async function up(io: CommandIo): Promise<number> {
   const ctx = loadContext(LOCAL_STACK, io.root);
   const { cfg } = ctx;
   const dir = localDir(io.root, io.env);
   const ports = localPorts(cfg, io.env);
   const state = loadOrCreateState(dir, ports);
-  const hba = renderStackHba(cfg, ctx.tenants);
   const templateSql = path.join(io.root, "templates", `${cfg.template}.sql`);
   if (!fs.existsSync(templateSql)) {
     throw new UsageError(
@@ -134,10 +189,11 @@ async function up(io: CommandIo): Promise<number> {
     );
   }
 
+  const clusters: Record<string, RunningCluster> = {};
   for (const [tier, cluster] of Object.entries(cfg.clusters)) {
     const s = state.clusters[tier];
     const dataDir = path.join(dir, s.dataDir);
-    const running = await startCluster({
+    clusters[tier] = await startCluster({
       tier,
       port: ports[tier],
       dataDir,
@@ -146,61 +202,118 @@ async function up(io: CommandIo): Promise<number> {
       template: { name: cfg.template, sqlFile: templateSql },
       persistent: true,
     });
-    await running.writeHba(hba[tier]);
     io.out(
-      `cluster ${tier} ready on ${running.host}:${running.port} (data in ${shown(io.root, dataDir)})`,
+      `cluster ${tier} ready on ${clusters[tier].host}:${clusters[tier].port} (data in ${shown(io.root, dataDir)})`,
     );
   }
 
-  const cli = findPulumiCli(io.env);
-  if (cli === undefined) {
+  const engine = await localEngine(io);
+  if (engine === undefined) {
+    // Nothing is deployed without an engine: each cluster admits its administrators only.
+    const none = renderFleetHba(cfg, buildFleetModel([], cfg));
+    for (const [tier, running] of Object.entries(clusters)) await running.writeHba(none[tier]);
     for (const line of missingCliMessage()) io.err(line);
     return EXIT.failed;
   }
-  const overridden = Object.keys(ports).some((t) => ports[t] !== cfg.clusters[t].port);
-  if (overridden) {
-    throw new UsageError(
-      "PGTENANTS_LOCAL_PORT_BASE moves the clusters off the stack's ports; unset it to run pulumi up",
+  const stack = await openStack(localRun(io, engine, dir, state, ports));
+
+  // pg_hba follows what is deployed, never the manifest alone: an edit that the engine then
+  // refuses (a tier change, a removed tenant) must not lock anyone out before it is refused.
+  const before = (await deployedHba(stack)) ?? renderFleetHba(cfg, buildFleetModel([], cfg));
+  for (const [tier, running] of Object.entries(clusters)) await running.writeHba(before[tier]);
+
+  io.out(
+    `pulumi up of stack ${LOCAL_STACK} with the ${engine.kind} engine (${shown(io.root, engine.cli)})`,
+  );
+  let result: UpResult;
+  try {
+    result = await stack.up({ onOutput: (text) => process.stdout.write(text) });
+  } catch (err) {
+    io.err(
+      "pulumi up failed (above: the engine's own report); nothing else was changed, and pg_hba still admits what was deployed before.",
     );
+    io.err(firstEngineError(err));
+    return EXIT.failed;
   }
-  return pulumiUp(io, cli, dir, state);
+  const after = await deployedHba(stack);
+  if (after !== undefined) {
+    for (const [tier, running] of Object.entries(clusters)) await running.writeHba(after[tier]);
+  }
+  const changes = result.summary.resourceChanges;
+  io.out(
+    changedNothing(changes)
+      ? `pulumi up: nothing changed (${describeChanges(changes)})`
+      : `pulumi up: ${describeChanges(changes)}`,
+  );
+  for (const line of summary(ctx.tenants, clusters)) io.out(line);
+  return EXIT.ok;
 }
 
-async function pulumiUp(
-  io: CommandIo,
-  cli: string,
-  dir: string,
-  state: LocalState,
-): Promise<number> {
-  const { LocalWorkspace, PulumiCommand } = await import("@pulumi/pulumi/automation");
-  const onPath = (io.env.PATH ?? "").split(path.delimiter).includes(path.dirname(cli));
-  const pulumiCommand = await PulumiCommand.get(
-    onPath ? {} : { root: path.dirname(path.dirname(cli)) },
+/** What exists after a run: tenants per cluster and how to connect. */
+function summary(tenants: readonly Tenant[], clusters: Record<string, RunningCluster>): string[] {
+  const lines = [
+    `local stack: ${tenants.length} tenant(s) on ${Object.keys(clusters).length} cluster(s)`,
+  ];
+  for (const [tier, c] of Object.entries(clusters)) {
+    const on = tenants.filter((t) => t.tier === tier);
+    const listed = on.map((t) => (t.state === "active" ? t.id : `${t.id} (offboarded)`));
+    lines.push(`  ${tier}: ${c.host}:${c.port}  ${listed.join(", ") || "no tenants"}`);
+  }
+  const example = tenants.find((t) => t.state === "active")?.id ?? "<tenant>";
+  lines.push(
+    `connect: psql "$(npm run -s local -- url ${example} ro)"   (rw for the read-write login)`,
+    `stop:    npm run local:stop`,
   );
-  const backend = path.join(dir, "pulumi-state");
-  fs.mkdirSync(backend, { recursive: true });
-  const stack = await LocalWorkspace.createOrSelectStack(
-    { stackName: LOCAL_STACK, workDir: io.root },
-    {
-      pulumiCommand,
-      secretsProvider: "passphrase",
-      envVars: {
-        PULUMI_BACKEND_URL: `file://${backend}`,
-        PULUMI_CONFIG_PASSPHRASE: state.pulumiPassphrase,
-      },
-    },
+  return lines;
+}
+
+/** The first line of an engine failure that says what failed (the CLI prints `error: ...`). */
+function firstEngineError(err: unknown): string {
+  const text = String(
+    (err as { commandResult?: { stderr?: string } }).commandResult?.stderr ??
+      (err as Error).message ??
+      err,
   );
-  for (const [tier, s] of Object.entries(state.clusters)) {
-    await stack.setConfig(
-      `pg-tenants:clusterPasswords.${tier}`,
-      { value: s.provisionerPassword, secret: true },
-      true,
+  const line = text
+    .split("\n")
+    .map((l) => l.trim())
+    .find((l) => l.startsWith("error:"));
+  return line ?? text.split("\n")[0];
+}
+
+/** `url <tenant> <rw|ro>`: a connection URL of one login, password included, on stdout alone. */
+async function url(io: CommandIo, tenantId: string, login: string): Promise<number> {
+  if (!(LOGIN_KINDS as readonly string[]).includes(login))
+    throw new UsageError(`expected rw or ro, got ${JSON.stringify(login)}\nusage: ${USAGE}`);
+  const ctx = loadContext(LOCAL_STACK, io.root);
+  findTenant(ctx, tenantId);
+  const dir = localDir(io.root, io.env);
+  const file = path.join(dir, "state.json");
+  if (!fs.existsSync(file))
+    throw new CommandError("the local stack was never started: run npm run local first");
+  const state = JSON.parse(fs.readFileSync(file, "utf8")) as LocalState;
+  const engine = findEngine(io.root, io.env);
+  if (engine === undefined)
+    throw new CommandError("no Pulumi engine: run npm run local first (it builds one)");
+  const ports = Object.fromEntries(Object.entries(state.clusters).map(([t, c]) => [t, c.port]));
+  const stack = await openStack(localRun(io, engine, dir, state, ports));
+  const outputs = await stack.outputs();
+  const credentials = outputs.credentials?.value as
+    Record<string, Record<LoginKind, Credentials>> | undefined;
+  const c = credentials?.[tenantId]?.[login as LoginKind];
+  if (c === undefined) {
+    throw new CommandError(
+      `tenant ${tenantId} is not deployed on the local stack yet: run npm run local`,
     );
   }
-  io.out(`pulumi up for stack ${LOCAL_STACK} (state in ${shown(io.root, backend)})`);
-  const result = await stack.up({ onOutput: (text) => process.stdout.write(text) });
-  io.out(`pulumi up: ${result.summary.result}`);
-  return result.summary.result === "succeeded" ? EXIT.ok : EXIT.failed;
+  io.out(connectionUrl(c));
+  return EXIT.ok;
+}
+
+/** A libpq connection URL; user, password and database percent-encoded. */
+export function connectionUrl(c: Credentials): string {
+  const e = encodeURIComponent;
+  return `postgresql://${e(c.user)}:${e(c.password)}@${c.host}:${c.port}/${e(c.database)}?sslmode=${c.sslmode}`;
 }
 
 async function stop(io: CommandIo): Promise<number> {
@@ -224,9 +337,15 @@ async function stop(io: CommandIo): Promise<number> {
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const [command, ...rest] = argv;
+    // `npm run local` alone means up.
+    const [command, ...rest] = argv.length === 0 ? ["up"] : argv;
+    if (command === "url") {
+      if (rest.length !== 2)
+        throw new UsageError(`url takes a tenant id and rw or ro\nusage: ${USAGE}`);
+      return url(io, rest[0], rest[1]);
+    }
     if (rest.length > 0 || (command !== "up" && command !== "stop")) {
-      throw new UsageError(`expected up or stop\nusage: ${USAGE}`);
+      throw new UsageError(`expected up, stop or url\nusage: ${USAGE}`);
     }
     return command === "up" ? up(io) : stop(io);
   });
