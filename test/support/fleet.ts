@@ -14,6 +14,7 @@ import type { FleetOutputs } from "../../infra/program";
 import { Client } from "pg";
 import { RunningCluster, startCluster } from "../../tools/cluster";
 import { evaluateProgram } from "../../tools/evaluate";
+import { EngineDeployer, EngineRun, engineLane, newPassphrase } from "../../harness/engine";
 import { ApplyingMocks } from "./applier";
 
 /**
@@ -39,6 +40,13 @@ export interface FleetOptions {
   /** Tenants to write as files, or a folder of tenant files to use as it is. */
   tenants: FleetTenant[] | string;
   pgVersion?: 15 | 17;
+  /**
+   * Who applies the program: the SQL applier under the mock runtime (the fast lane, default),
+   * or the real Pulumi engine and provider plugins (the engine lane; needs an engine).
+   */
+  deploy?: "applier" | "engine";
+  /** Deploy once before returning (default); false leaves the stack empty for a first preview. */
+  deployNow?: boolean;
 }
 
 export interface ResolvedOutputs {
@@ -49,8 +57,10 @@ export interface ResolvedOutputs {
 
 export interface ApplyResult {
   outputs: ResolvedOutputs;
-  /** The statements this run issued. */
+  /** The statements this run issued (the applier's; empty under the engine, which is not watched). */
   statements: string[];
+  /** Under the engine: what it reported for the run. */
+  run?: EngineRun;
 }
 
 export interface Fleet {
@@ -65,6 +75,8 @@ export interface Fleet {
   /** Every statement the applier issued so far, in order. */
   statements: string[];
   applier: ApplyingMocks;
+  /** The real engine's stack of this fleet (deploy: "engine" only). */
+  engine?: EngineDeployer;
   /** Runs the program again (optionally over another manifest) and writes the new pg_hba files. */
   apply(tenants?: FleetTenant[]): Promise<ApplyResult>;
   stop(): Promise<void>;
@@ -165,6 +177,20 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
   }
 
   const applier = new ApplyingMocks();
+  const engine =
+    opts.deploy === "engine"
+      ? new EngineDeployer(requireEngine(), {
+          dir: root,
+          stack: FLEET_STACK,
+          config: plain,
+          secrets: { clusterPasswords: passwords },
+          passphrase: newPassphrase(),
+        })
+      : undefined;
+  const installHba = async (outputs: ResolvedOutputs) => {
+    for (const [tier, text] of Object.entries(outputs.pgHba)) await clusters[tier].writeHba(text);
+    fleet.outputs = outputs;
+  };
   const fleet: Fleet = {
     root,
     tenantsDir,
@@ -174,8 +200,15 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
     outputs: { tenants: {}, credentials: {}, pgHba: {} },
     statements: applier.statements,
     applier,
+    engine,
     async apply(tenants?: FleetTenant[]): Promise<ApplyResult> {
       if (tenants !== undefined) writeTenantFiles(tenantsDir, tenants);
+      if (engine !== undefined) {
+        const run = await engine.up();
+        const outputs = (await engine.outputs()) as unknown as ResolvedOutputs;
+        await installHba(outputs);
+        return { outputs, statements: [], run };
+      }
       const first = applier.statements.length;
       try {
         const raw = await evaluateProgram({
@@ -191,9 +224,7 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
         });
         await applier.finishRun();
         const outputs = await resolveOutputs(raw);
-        for (const [tier, text] of Object.entries(outputs.pgHba))
-          await clusters[tier].writeHba(text);
-        fleet.outputs = outputs;
+        await installHba(outputs);
         return { outputs, statements: applier.statements.slice(first) };
       } finally {
         await applier.close();
@@ -206,12 +237,19 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
     },
   };
   try {
-    await fleet.apply();
+    if (opts.deployNow ?? true) await fleet.apply();
   } catch (err) {
     await fleet.stop();
     throw err;
   }
   return fleet;
+}
+
+/** The engine the engine lane runs; a fleet asks for one only when it deploys through it. */
+function requireEngine() {
+  const lane = engineLane();
+  if (lane.engine === undefined) throw new Error(lane.reason);
+  return lane.engine;
 }
 
 function settle<T>(value: pulumi.Input<T> | undefined): Promise<T | undefined> {
