@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { AuditReport, Finding } from "../../infra/audit";
 import { main } from "../../tools/audit";
 import { captureIo, passwordEnv, writeStackFile } from "../support/dayTwo";
@@ -23,11 +23,11 @@ type Brief = Pick<Finding, "tier" | "tenant" | "invariant" | "message">;
 describe("npm run audit against a provisioned fleet", () => {
   let fleet: Fleet;
 
-  before(async () => {
+  beforeAll(async () => {
     fleet = await provisionFleet({ tiers: ["standard", "premium"], tenants: TENANTS });
     writeStackFile(fleet);
   });
-  after(async () => {
+  afterAll(async () => {
     await fleet?.stop();
   });
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Client } from "pg";
 import {
   maxTenantIdLength,
@@ -67,7 +67,7 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
     }
   };
 
-  before(async () => {
+  beforeAll(async () => {
     fleet = await provisionFleet({
       tiers: ["standard"],
       tenants: [
@@ -106,7 +106,7 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
       await su.end();
     }
   });
-  after(async () => {
+  afterAll(async () => {
     await fleet?.stop();
   });
 

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -59,10 +59,10 @@ const policyMessages = (r: JsonReport) =>
   r.violations.map((v) => `${v.level} ${v.policy}: ${v.message}`);
 
 let sample: string;
-before(() => {
+beforeAll(() => {
   sample = project();
 });
-after(() => {
+afterAll(() => {
   for (const dir of temps) fs.rmSync(dir, { recursive: true, force: true });
 });
 

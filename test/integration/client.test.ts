@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Client, DatabaseError } from "pg";
 import {
   CredentialsOutput,
@@ -37,11 +37,11 @@ const SUFFIX = "example.com";
 let fleet: Fleet;
 const connectors: TenantConnector[] = [];
 
-before(async () => {
+beforeAll(async () => {
   fleet = await provisionFleet({ tiers: ["standard", "premium"], tenants: TENANTS });
 });
 
-after(async () => {
+afterAll(async () => {
   await Promise.all(connectors.map((c) => c.close()));
   await fleet?.stop();
 });
@@ -543,7 +543,7 @@ describe("client: per-tenant encryption with pgcrypto", () => {
     }
   }
 
-  after(async () => {
+  afterAll(async () => {
     for (const c of Object.values(fleet?.clusters ?? {})) {
       await asSuperuser(c, async (s) => {
         await s.query("ALTER SYSTEM RESET ALL");

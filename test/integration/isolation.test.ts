@@ -1,6 +1,6 @@
 import * as fs from "fs";
 import * as path from "path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { Client, DatabaseError } from "pg";
 import type { Credentials } from "../../infra/components/credentials";
@@ -24,11 +24,11 @@ const names = (id: string) => tenantNames("tenant_", id);
 
 let fleet: Fleet;
 
-before(async () => {
+beforeAll(async () => {
   fleet = await provisionFleet({ tiers: ["standard", "premium"], tenants: TENANTS });
 });
 
-after(async () => {
+afterAll(async () => {
   await fleet?.stop();
 });
 

@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { after, describe, it } from "node:test";
+import { afterAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { Client } from "pg";
 import { stopClusterDir } from "../../tools/cluster";
@@ -23,7 +23,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), "pg-tenants-local-"));
 fs.chmodSync(work, 0o755);
 const localDir = path.join(work, "local");
 
-after(() => {
+afterAll(() => {
   for (const tier of ["standard", "premium"]) {
     const dataDir = path.join(localDir, tier);
     if (fs.existsSync(dataDir)) stopClusterDir(dataDir);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Client } from "pg";
 import type { AuditReport } from "../../infra/audit";
 import { main as audit } from "../../tools/audit";
@@ -85,7 +85,7 @@ describe("npm run move between two embedded clusters", () => {
     return { code, report: JSON.parse(io.lines.join("\n")) as AuditReport };
   };
 
-  before(async () => {
+  beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-move-tenants-"));
     fs.writeFileSync(path.join(dir, "acme.yaml"), tenantYaml("acme", "standard"));
     fs.writeFileSync(path.join(dir, "initech.yaml"), tenantYaml("initech", "standard"));
@@ -116,7 +116,7 @@ describe("npm run move between two embedded clusters", () => {
       }
     }
   });
-  after(async () => {
+  afterAll(async () => {
     await fleet?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });

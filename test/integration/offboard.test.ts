@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Client } from "pg";
 import type { AuditReport } from "../../infra/audit";
 import { main as audit } from "../../tools/audit";
@@ -44,7 +44,7 @@ describe("npm run offboard", () => {
   };
   const login = (id: string): Promise<Client> => connectAs(fleet.outputs.credentials[id].rw);
 
-  before(async () => {
+  beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-offboard-tenants-"));
     fs.writeFileSync(path.join(dir, "acme.yaml"), yaml("acme"));
     fs.writeFileSync(path.join(dir, "initech.yaml"), yaml("initech"));
@@ -60,7 +60,7 @@ describe("npm run offboard", () => {
       await rw.end();
     }
   });
-  after(async () => {
+  afterAll(async () => {
     await fleet?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });

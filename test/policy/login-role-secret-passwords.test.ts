@@ -1,4 +1,4 @@
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { loginRoleSecretPasswords } from "../../policy/policies/login-role-secret-passwords";
 import { link, stackResource, stackViolations, tenantFixtures } from "./util";

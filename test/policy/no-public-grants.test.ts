@@ -1,4 +1,4 @@
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { noPublicGrants } from "../../policy/policies/no-public-grants";
 import { resourceViolations, tenantFixtures, withProps } from "./util";

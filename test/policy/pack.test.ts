@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { ChildProcess, spawn } from "child_process";
 import * as path from "path";
@@ -28,7 +28,7 @@ let pack: ChildProcess;
 let client: AnalyzerClient;
 let stderr = "";
 
-before(async () => {
+beforeAll(async () => {
   // The host's first argument is the engine's address; the analyzer serves without calling it.
   pack = spawn(process.execPath, [HOST, "127.0.0.1:1", "."], {
     cwd: POLICY_DIR,
@@ -53,7 +53,7 @@ before(async () => {
   client = new AnalyzerClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
 });
 
-after(() => {
+afterAll(() => {
   client?.close();
   pack?.kill();
 });

@@ -1,4 +1,4 @@
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { parseTenantName, tenantIdOfLogicalName } from "../../infra/naming";
 import { configOf, stackOf, stringsIn, tenantOf } from "../../policy/tenancy";

@@ -1,4 +1,4 @@
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import type { PolicyResource } from "@pulumi/policy";
 import { tenantDatabaseAcl } from "../../policy/policies/tenant-database-acl";

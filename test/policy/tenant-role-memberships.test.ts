@@ -1,4 +1,4 @@
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { tenantRoleMemberships } from "../../policy/policies/tenant-role-memberships";
 import { resourceViolations, tenantFixtures, withProps } from "./util";

@@ -3,13 +3,13 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, describe, it, mock } from "node:test";
+import { afterAll, describe, it, jest } from "@jest/globals";
 import { affectedStacks, main, Side } from "../../tools/affected";
 import { loadStack } from "../../tools/stack";
 
 const ROOT = path.join(__dirname, "..", "..");
 const made: string[] = [];
-after(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+afterAll(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 const tenantText = (id: string, tier: string) =>
   `id: ${id}\ndisplayName: Tenant ${id}\ntier: ${tier}\n`;
@@ -48,14 +48,18 @@ function git(dir: string, ...args: string[]): string {
 function affected(dir: string, ...args: string[]): { code: number; out: string; err: string } {
   const out: string[] = [];
   const err: string[] = [];
-  const log = mock.method(console, "log", (...a: unknown[]) => void out.push(a.join(" ")));
-  const error = mock.method(console, "error", (...a: unknown[]) => void err.push(a.join(" ")));
+  const log = jest
+    .spyOn(console, "log")
+    .mockImplementation((...a: unknown[]) => void out.push(a.join(" ")));
+  const error = jest
+    .spyOn(console, "error")
+    .mockImplementation((...a: unknown[]) => void err.push(a.join(" ")));
   try {
     const code = main(args, dir);
     return { code, out: out.join("\n"), err: err.join("\n") };
   } finally {
-    log.mock.restore();
-    error.mock.restore();
+    log.mockRestore();
+    error.mockRestore();
   }
 }
 

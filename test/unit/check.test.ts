@@ -1,4 +1,4 @@
-import { before, describe, it } from "node:test";
+import { beforeAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import * as path from "path";
 import { Registration, recordProgram, runPolicies, summarize } from "../../tools/check";
@@ -14,7 +14,7 @@ const ROOT = path.resolve(__dirname, "..", "..");
 
 let local: Registration[];
 let production: Registration[];
-before(async () => {
+beforeAll(async () => {
   local = await recordProgram("local", loadStack("local", ROOT), ROOT);
   production = await recordProgram("production", loadStack("production", ROOT), ROOT);
 });

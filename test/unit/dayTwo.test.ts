@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import { diffManifests, readManifestEntries } from "../../infra/changes";
 import { parseStackConfig, StackConfig } from "../../infra/config";
 import { renderHba } from "../../infra/hba";

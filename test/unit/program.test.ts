@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { before, describe, it } from "node:test";
+import { beforeAll, describe, it } from "@jest/globals";
 import * as pulumi from "@pulumi/pulumi";
 import { databaseOptions, keyOptions } from "../../infra/options";
 import { RecordingMocks, resolve } from "../support/mocks";
@@ -89,7 +89,7 @@ const inputs = (run: ProgramRun, name: string) => unwrapSecrets(run.mocks.named(
 
 describe("the program with the local key provider, three tenants over two tiers", () => {
   let run: ProgramRun;
-  before(async () => {
+  beforeAll(async () => {
     run = await runProgram("local", THREE);
   });
 
@@ -424,7 +424,7 @@ describe("adding a tenant", () => {
 
 describe("the program with the aws-kms key provider", () => {
   let run: ProgramRun;
-  before(async () => {
+  beforeAll(async () => {
     run = await runProgram("production", THREE, { shard: undefined });
   });
 

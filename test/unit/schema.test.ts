@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import Ajv2020 from "ajv/dist/2020";
 import { parse } from "yaml";
 import { renderSchema, SCHEMA_PATH } from "../../tools/schema";

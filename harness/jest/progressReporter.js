@@ -1,0 +1,3 @@
+// @ts-check
+/** Jest's default reporter without its summary, which harness/jest/countReporter.js prints. */
+module.exports = require("@jest/reporters").DefaultReporter;
