@@ -6,7 +6,7 @@ import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { PROJECT } from "../infra/config";
 import { evaluateProgram } from "../tools/evaluate";
 import { RecordingMocks } from "../test/support/mocks";
-import { openStack, StackRun } from "../tools/lib/deploy";
+import { openStack, previewThenUp, StackRun } from "../tools/lib/deploy";
 import { Engine, findEngine } from "../tools/lib/engine";
 
 /**
@@ -113,12 +113,16 @@ export class EngineDeployer {
   async up(opts: { refresh?: boolean } = {}): Promise<EngineRun> {
     const stack = await this.open();
     const r = recorder();
-    const result = await stack.up({ ...opts, onOutput: r.onOutput, onEvent: r.onEvent });
+    const result = await previewThenUp(stack, {
+      ...opts,
+      onOutput: r.onOutput,
+      onEvent: r.onEvent,
+    });
     return { changes: result.summary.resourceChanges ?? {}, steps: r.steps, output: r.output() };
   }
 
   async preview(
-    opts: { expectNoChanges?: boolean; policyPacks?: string[] } = {},
+    opts: { expectNoChanges?: boolean; policyPacks?: string[]; policyPackConfigs?: string[] } = {},
   ): Promise<EngineRun> {
     const stack = await this.open();
     const r = recorder();

@@ -20,7 +20,7 @@ import {
   runCommand,
   UsageError,
 } from "./lib/cli";
-import { changedNothing, describeChanges, openStack, StackRun } from "./lib/deploy";
+import { changedNothing, describeChanges, openStack, previewThenUp, StackRun } from "./lib/deploy";
 import { Engine, engineChoice, findEngine, findInstalledCli, goVersion } from "./lib/engine";
 import { loadStack, readStackFile } from "./stack";
 
@@ -227,7 +227,7 @@ async function up(io: CommandIo): Promise<number> {
   );
   let result: UpResult;
   try {
-    result = await stack.up({ onOutput: (text) => process.stdout.write(text) });
+    result = await previewThenUp(stack, { onOutput: (text) => process.stdout.write(text) });
   } catch (err) {
     io.err(
       "pulumi up failed (above: the engine's own report); nothing else was changed, and pg_hba still admits what was deployed before.",

@@ -1,6 +1,6 @@
 import * as fs from "fs";
 import * as path from "path";
-import type { Stack } from "@pulumi/pulumi/automation";
+import type { Stack, UpOptions, UpResult } from "@pulumi/pulumi/automation";
 import { parse, stringify } from "yaml";
 import { PROJECT } from "../../infra/config";
 import type { Engine } from "./engine";
@@ -137,4 +137,18 @@ export function describeChanges(changes: Record<string, number> | undefined): st
 /** True when a summary's changes are all `same`: the run changed nothing. */
 export function changedNothing(changes: Record<string, number> | undefined): boolean {
   return Object.entries(changes ?? {}).every(([op, n]) => op === "same" || n === 0);
+}
+
+/**
+ * `pulumi up` as a careful operator runs it: a preview first, and the update only if the preview
+ * succeeds. The Automation API's `up` skips the CLI's own preview, and a run that the engine
+ * refuses part-way (a protected database it would have to delete, after a tier edit or a removed
+ * tenant file) would already have created the rest; the preview refuses before any step.
+ */
+export async function previewThenUp(
+  stack: Stack,
+  opts: Pick<UpOptions, "onOutput" | "onEvent" | "refresh"> = {},
+): Promise<UpResult> {
+  await stack.preview({ onOutput: opts.onOutput, refresh: opts.refresh });
+  return stack.up(opts);
 }
