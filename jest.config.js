@@ -50,7 +50,12 @@ module.exports = {
     // Each file starts its own clusters on free ports, so two run side by side as before; hooks
     // that start three clusters on a loaded machine take tens of seconds.
     project("integration", { setupFilesAfterEnv: [CLUSTER_TIMEOUT] }),
-    // The engine lane joins here, matching test/engine/**/*.test.ts, one file at a time:
-    // project("engine", { runner: SERIAL, setupFilesAfterEnv: [CLUSTER_TIMEOUT] }),
+    // The real Pulumi engine and plugins against fresh clusters, one file at a time; the setup
+    // finds (or builds) the engine, or skips the lane with one line (harness/jest/engineSetup.ts).
+    project("engine", {
+      runner: SERIAL,
+      setupFilesAfterEnv: [CLUSTER_TIMEOUT],
+      globalSetup: "<rootDir>/harness/jest/engineSetup.ts",
+    }),
   ],
 };

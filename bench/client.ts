@@ -8,7 +8,7 @@ import { provisionFleet } from "../test/support/fleet";
  * real cluster provisioned by the program. Each round runs both, in alternating order; the
  * ratio is the median of the per-round ratios (drift of a shared machine hits both variants of
  * a round alike), the times are the median rounds.
- * `npx tsx bench/client.ts [iterations]` prints the table.
+ * `npx ts-node bench/client.ts [iterations]` prints the table.
  */
 
 export interface ClientBenchOptions {
@@ -146,7 +146,7 @@ function markdown(iterations: number, rounds: number, rows: ClientBenchRow[]): s
 if (require.main === module) {
   const iterations = process.argv[2] !== undefined ? Number(process.argv[2]) : undefined;
   if (iterations !== undefined && (!Number.isInteger(iterations) || iterations < 1)) {
-    console.error("usage: npx tsx bench/client.ts [iterations]");
+    console.error("usage: npx ts-node bench/client.ts [iterations]");
     process.exit(2);
   }
   benchClientOverhead({ iterations }).then(

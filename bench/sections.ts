@@ -2,8 +2,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { pathToFileURL } from "url";
 import { parse, stringify } from "yaml";
+import { tsNodeArgs } from "../harness/tool";
 import type { Options } from "./run";
 import type { ProvisionJob, ProvisionResult } from "./workers/provision";
 
@@ -14,7 +14,6 @@ export interface Section {
 }
 
 const ROOT = path.join(__dirname, "..");
-const TSX = pathToFileURL(path.join(ROOT, "node_modules", "tsx", "dist", "loader.mjs")).href;
 /** Preloaded into measured commands: prints the process's peak RSS on exit. */
 const PEAK = path.join(ROOT, "dist", "bench", "support", "peak.js");
 
@@ -46,14 +45,14 @@ export async function runProvisioning(opts: Options): Promise<Section> {
     createRepeats: opts.quick ? 3 : 7,
     largeRows: opts.quick ? 300_000 : 2_000_000,
     auditTenants: wantAudit ? (opts.quick ? 100 : 1000) : 0,
-    auditCommand: wantAudit ? ["--import", TSX, "--require", PEAK, auditFile] : undefined,
+    auditCommand: wantAudit ? tsNodeArgs(auditFile, [], [PEAK]) : undefined,
   };
   console.error(
     `provisioning: ${job.tenants} new tenants through the harness, then the floor, CREATE DATABASE strategies${wantAudit ? `, the audit of ${job.auditTenants} tenants` : ""}`,
   );
   const r = spawnSync(
     process.execPath,
-    ["--import", TSX, path.join(ROOT, "bench", "workers", "provision.ts"), JSON.stringify(job)],
+    tsNodeArgs(path.join(ROOT, "bench", "workers", "provision.ts"), [JSON.stringify(job)]),
     {
       cwd: ROOT,
       encoding: "utf8",
@@ -113,7 +112,7 @@ export async function runProvisioning(opts: Options): Promise<Section> {
       lines.push(
         "### Audit of one cluster",
         "",
-        `\`npm run audit\` (run as \`npm run\` does, through tsx) over ${a.tenants} tenants on one cluster (put there by replaying the harness's statements under new ids): ${f1(a.ms / 1000)} s, ${f1(a.ms / a.tenants)} ms per tenant, peak RSS ${a.maxRssKb === undefined ? "unknown" : `${(a.maxRssKb / 1024).toFixed(0)} MB`}, exit code ${a.exitCode}${a.exitCode === 0 ? " (every invariant holds)" : `; output: \`${a.output.replace(/\s+/g, " ").slice(0, 300)}\``}.`,
+        `\`npm run audit\` (run as \`npm run\` does, through ts-node) over ${a.tenants} tenants on one cluster (put there by replaying the harness's statements under new ids): ${f1(a.ms / 1000)} s, ${f1(a.ms / a.tenants)} ms per tenant, peak RSS ${a.maxRssKb === undefined ? "unknown" : `${(a.maxRssKb / 1024).toFixed(0)} MB`}, exit code ${a.exitCode}${a.exitCode === 0 ? " (every invariant holds)" : `; output: \`${a.output.replace(/\s+/g, " ").slice(0, 300)}\``}.`,
         "",
       );
     }
@@ -152,17 +151,11 @@ function measureCheck(n: number): {
     const t0 = Date.now();
     const r = spawnSync(
       process.execPath,
-      [
-        "--import",
-        TSX,
-        "--require",
-        PEAK,
+      tsNodeArgs(
         path.join(ROOT, "tools", "check.ts"),
-        "--stack",
-        "local",
-        "--format",
-        "json",
-      ],
+        ["--stack", "local", "--format", "json"],
+        [PEAK],
+      ),
       {
         cwd: root,
         encoding: "utf8",
@@ -201,7 +194,7 @@ export async function runChecks(opts: Options): Promise<Section[]> {
       const lines = [
         `### ${title}`,
         "",
-        "A generated manifest on the local stack's config, run as `npm run` runs it (tsx): validation, the real program under the mock runtime, every policy.",
+        "A generated manifest on the local stack's config, run as `npm run` runs it (ts-node): validation, the real program under the mock runtime, every policy.",
         "",
         "| tenants | total (s) | ms / tenant | peak RSS (MB) | exit code |",
         "| ---: | ---: | ---: | ---: | ---: |",

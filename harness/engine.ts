@@ -26,6 +26,9 @@ export interface EngineLane {
 }
 
 export function engineLane(env: NodeJS.ProcessEnv = process.env): EngineLane {
+  if (env.PGTENANTS_ENGINE_LANE === "skip") {
+    return { available: false, reason: "engine lane skipped: PGTENANTS_ENGINE_LANE=skip" };
+  }
   const engine = findEngine(PROJECT_ROOT, env);
   if (engine !== undefined) return { available: true, engine };
   const reason =

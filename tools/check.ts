@@ -212,7 +212,7 @@ export async function recordProgram(
   }
   const raw: Raw[] = [];
   // The SDK captures a stack trace for every promise and resource (for leak reports and source
-  // positions the engine displays); mapped through tsx's source maps that was most of the run's
+  // positions the engine displays); mapped through the transpiler's source maps that was most of the run's
   // time. The check prints neither, so it captures no frames while the program runs.
   const sourceMaps = process.sourceMapsEnabled;
   const stackTraceLimit = Error.stackTraceLimit;

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { AuditReport, Finding } from "../../infra/audit";
 import { main } from "../../tools/audit";
+import { ROOT, tsNodeArgs } from "../../harness/tool";
 import { captureIo, passwordEnv, writeStackFile } from "../support/dayTwo";
 import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
 
@@ -303,10 +304,9 @@ describe("npm run audit against a provisioned fleet", () => {
   it("prints text by default and exits 1 from the command line on a violation", async () => {
     await superuser("standard", (q) => q("ALTER DATABASE tenant_acme CONNECTION LIMIT 500"));
     try {
-      const tsx = path.join(__dirname, "..", "..", "node_modules", ".bin", "tsx");
       const run = spawnSync(
-        tsx,
-        [path.join(__dirname, "..", "..", "tools", "audit.ts"), "--stack", FLEET_STACK],
+        process.execPath,
+        tsNodeArgs(path.join(ROOT, "tools", "audit.ts"), ["--stack", FLEET_STACK]),
         {
           cwd: fleet.root,
           env: { ...process.env, ...passwordEnv(fleet) },

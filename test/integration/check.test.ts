@@ -4,6 +4,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { tsNodeArgs } from "../../harness/tool";
 
 /**
  * `npm run check` as a user runs it: a child process in a copy of the repository's stacks and
@@ -11,7 +12,6 @@ import * as path from "path";
  */
 
 const ROOT = path.resolve(__dirname, "..", "..");
-const TSX = path.join(ROOT, "node_modules", ".bin", "tsx");
 const CHECK = path.join(ROOT, "tools", "check.ts");
 
 const temps: string[] = [];
@@ -34,7 +34,11 @@ function edit(dir: string, file: string, change: (text: string) => string): void
 }
 
 function check(dir: string, ...args: string[]) {
-  const result = spawnSync(TSX, [CHECK, ...args], { cwd: dir, encoding: "utf8", timeout: 120_000 });
+  const result = spawnSync(process.execPath, tsNodeArgs(CHECK, args), {
+    cwd: dir,
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

@@ -6,6 +6,7 @@ import * as path from "path";
 import { afterAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { Client } from "pg";
+import { tsNodeArgs } from "../../harness/tool";
 import { stopClusterDir } from "../../tools/cluster";
 import { renderStackHba } from "../../tools/hba";
 import { findPulumiCli, LocalState, missingCliMessage } from "../../tools/local";
@@ -65,14 +66,10 @@ function envWithoutPulumi(base: number): NodeJS.ProcessEnv {
 
 function runLocal(command: "up" | "stop", env: NodeJS.ProcessEnv) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", path.join("tools", "local.ts"), command],
-      {
-        cwd: ROOT,
-        env,
-      },
-    );
+    const child = spawn(process.execPath, tsNodeArgs(path.join("tools", "local.ts"), [command]), {
+      cwd: ROOT,
+      env,
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));

@@ -1,0 +1,18 @@
+import * as path from "path";
+
+/** The repository root. */
+export const ROOT = path.resolve(__dirname, "..");
+
+/**
+ * node's arguments that run a TypeScript tool as the npm scripts do: ts-node, which finds
+ * tsconfig.json beside the script (its swc transpiler, no type check) whatever the working
+ * directory. `preload` modules are required first (node's `-r`).
+ */
+export function tsNodeArgs(
+  script: string,
+  args: readonly string[],
+  preload: string[] = [],
+): string[] {
+  const bin = require.resolve("ts-node/dist/bin.js");
+  return [bin, ...preload.flatMap((p) => ["-r", p]), script, ...args];
+}
