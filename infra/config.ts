@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { InputError, zodIssues } from "./issues";
 import { maxTenantIdLength, TENANT_ID_PATTERN } from "./naming";
+import { LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from "./limits";
 import { SHARD_FIELDS, shardConfigIssues, ShardSchema } from "./shards";
 
 /** The Pulumi project name: the namespace of every config key (`pg-tenants:clusters`). */
@@ -25,10 +26,55 @@ const positiveInt = (what: string, max: number) =>
     .min(1, { error: `${what} must be from 1 to ${max}` })
     .max(max, { error: `${what} must be from 1 to ${max}` });
 
-const statementTimeout = z
+/** A timeout in milliseconds as PostgreSQL stores it (an int): 0 means none. */
+const milliseconds = z
   .number({ error: "must be a number" })
   .int({ error: "must be a whole number of milliseconds" })
-  .min(0, { error: "must be 0 (no timeout) or more milliseconds" });
+  .min(0, { error: `must be from 0 (no timeout) to ${PG_INT_MAX} milliseconds` })
+  .max(PG_INT_MAX, { error: `must be from 0 (no timeout) to ${PG_INT_MAX} milliseconds` });
+
+const count = (what: string, max: number) =>
+  z
+    .number({ error: "must be a number" })
+    .int({ error: "must be a whole number" })
+    .min(0, { error: `${what} must be from 0 to ${max}` })
+    .max(max, { error: `${what} must be from 0 to ${max}` });
+
+/**
+ * The server settings the containment model relies on (docs/containment.md): the connection
+ * budget every tenant's limits are held against, and the session limits of the cluster. Local
+ * and test clusters are started with them; on managed servers they are the parameter group's,
+ * and the audit compares the live values with these.
+ */
+const ServerSchema = z.strictObject({
+  /** max_connections. */
+  maxConnections: positiveInt("maxConnections", 100000).default(100),
+  /** superuser_reserved_connections. */
+  superuserReservedConnections: count("superuserReservedConnections", 1000).default(3),
+  /**
+   * reserved_connections (PostgreSQL 16+): slots only the provisioning role may take
+   * (pg_use_reserved_connections). The budget keeps them free on 15 too.
+   */
+  reservedConnections: count("reservedConnections", 1000).default(5),
+  /** How far the tenants' limits may add up beyond the slots left to them: 1 is none. */
+  overcommit: z
+    .number({ error: "must be a number" })
+    .min(1, { error: "must be from 1 (no overcommit) to 10" })
+    .max(10, { error: "must be from 1 (no overcommit) to 10" })
+    .default(1),
+  /** temp_file_limit in MB: a tenant cannot lift it (superuser-only setting). */
+  tempFileLimitMb: positiveInt("tempFileLimitMb", 1048576).default(1024),
+  /** idle_session_timeout and idle_in_transaction_session_timeout: defaults a session may lift. */
+  idleSessionTimeoutMs: milliseconds.default(900000),
+  idleInTransactionSessionTimeoutMs: milliseconds.default(300000),
+  /** authentication_timeout in seconds: how long an unauthenticated connection holds a slot. */
+  authenticationTimeoutS: z
+    .number({ error: "must be a number" })
+    .int({ error: "must be a whole number of seconds" })
+    .min(1, { error: "must be from 1 to 600 seconds" })
+    .max(600, { error: "must be from 1 to 600 seconds" })
+    .default(5),
+});
 
 export const SSL_MODES = ["disable", "require", "verify-ca", "verify-full"] as const;
 
@@ -50,10 +96,11 @@ const ClusterSchema = z.strictObject({
     .default("require"),
   maxConnections: positiveInt("maxConnections", 1000).default(10),
   connectTimeout: positiveInt("connectTimeout", 600).default(15),
-  /** Per-tier default database and login connection limit; a tenant file may lower or raise it. */
-  connectionLimit: positiveInt("connectionLimit", 10000).default(20),
+  /** Per-tier default connection limit of each login; a tenant file may lower or raise it. */
+  connectionLimit: positiveInt("connectionLimit", LOGIN_CONNECTION_LIMIT_MAX).default(20),
   /** Per-tier default statement timeout of the login roles, in milliseconds. */
-  statementTimeoutMs: statementTimeout.optional(),
+  statementTimeoutMs: milliseconds.optional(),
+  server: ServerSchema.prefault({}),
 });
 
 const KeysSchema = z.strictObject({
@@ -125,6 +172,7 @@ const StackConfigSchema = z.strictObject({
 });
 
 export type ClusterConfig = z.output<typeof ClusterSchema>;
+export type ServerConfig = z.output<typeof ServerSchema>;
 export type KeysConfig = z.output<typeof KeysSchema>;
 export type HbaConfig = z.output<typeof HbaSchema>;
 
@@ -191,6 +239,7 @@ export function parseStackConfig(stack: string, raw: Record<string, unknown>): S
 
 function allowedKeysAt(path: PropertyKey[]): readonly string[] {
   if (path.length === 0) return CONFIG_KEYS;
+  if (path[0] === "clusters" && path[2] === "server") return Object.keys(ServerSchema.shape);
   if (path[0] === "clusters") return Object.keys(ClusterSchema.shape);
   if (path[0] === "keys") return Object.keys(KeysSchema.shape);
   if (path[0] === "hba") return Object.keys(HbaSchema.shape);

@@ -3,6 +3,7 @@ import * as path from "path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { InputError, InputIssue, zodIssues } from "./issues";
+import { LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from "./limits";
 import { maxTenantIdLength, RESERVED_ID_ENDINGS, TENANT_ID_PATTERN, tenantNames } from "./naming";
 
 export const TENANT_STATES = ["active", "offboarded"] as const;
@@ -17,14 +18,17 @@ const LimitsSchema = z.strictObject({
   connectionLimit: z
     .number({ error: "must be a number" })
     .int({ error: "must be a whole number" })
-    .min(1, { error: "must be from 1 to 10000" })
-    .max(10000, { error: "must be from 1 to 10000" })
+    .min(1, { error: `must be from 1 to ${LOGIN_CONNECTION_LIMIT_MAX}` })
+    .max(LOGIN_CONNECTION_LIMIT_MAX, { error: `must be from 1 to ${LOGIN_CONNECTION_LIMIT_MAX}` })
     .optional()
-    .describe("Connection limit of the database and of each login role (default: the tier's)."),
+    .describe(
+      "Connection limit of each login role (default: the tier's); the cluster's budget must hold both logins' limits of every tenant.",
+    ),
   statementTimeoutMs: z
     .number({ error: "must be a number" })
     .int({ error: "must be a whole number of milliseconds" })
-    .min(0, { error: "must be 0 (no timeout) or more milliseconds" })
+    .min(0, { error: `must be from 0 (no timeout) to ${PG_INT_MAX} milliseconds` })
+    .max(PG_INT_MAX, { error: `must be from 0 (no timeout) to ${PG_INT_MAX} milliseconds` })
     .optional()
     .describe("Statement timeout of the login roles in milliseconds (default: the tier's)."),
 });

@@ -1,4 +1,5 @@
 import type { ClusterConfig, StackConfig } from "./config";
+import { PROVISIONER_DATABASE_SESSIONS } from "./limits";
 import type { Tenant, TenantState } from "./manifest";
 import {
   keyAliasName,
@@ -220,7 +221,8 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
       name: db,
       owner: names.owner,
       template: cfg.template,
-      connectionLimit,
+      // Both logins at their limits still leave the provisioning role its sessions inside.
+      connectionLimit: 2 * connectionLimit + PROVISIONER_DATABASE_SESSIONS,
       open: tenant.state === "active",
     },
     roles: [nologin("group"), nologin("owner"), login("rw"), login("ro")],
@@ -280,4 +282,43 @@ export function reservedNames(cfg: StackConfig): string[] {
     ...Object.values(cfg.clusters).flatMap((c) => [c.username, c.database]),
     ...cfg.hba.adminUsers,
   ];
+}
+
+/** The most sessions a tenant's logins can hold on its cluster: both logins' limits (0 offboarded). */
+export function tenantConnections(model: TenantModel): number {
+  return model.roles.filter((r) => r.login).reduce((sum, r) => sum + r.connectionLimit, 0);
+}
+
+/** A cluster's connection budget against what its tenants' limits add up to. */
+export interface ClusterBudget {
+  tier: string;
+  /** Slots left to tenant logins: max_connections less the superuser's and the provisioning role's. */
+  slots: number;
+  /** Slots times the overcommit the cluster allows. */
+  allowed: number;
+  /** What the tenant logins on the cluster may hold together. */
+  requested: number;
+  tenants: Array<{ id: string; connections: number }>;
+}
+
+/**
+ * Every cluster's budget (moving tenants count on both clusters: their logins exist on both).
+ * Over budget, tenants could take every slot the provisioning role and the other tenants need.
+ */
+export function clusterBudgets(cfg: StackConfig, fleet: FleetModel): ClusterBudget[] {
+  return Object.entries(cfg.clusters).map(([tier, cluster]) => {
+    const { server } = cluster;
+    const slots =
+      server.maxConnections - server.superuserReservedConnections - server.reservedConnections;
+    const tenants = tenantsOnTier(fleet, tier)
+      .map((m) => ({ id: m.id, connections: tenantConnections(m) }))
+      .filter((t) => t.connections > 0);
+    return {
+      tier,
+      slots,
+      allowed: Math.floor(slots * server.overcommit),
+      requested: tenants.reduce((sum, t) => sum + t.connections, 0),
+      tenants,
+    };
+  });
 }

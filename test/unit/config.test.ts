@@ -35,6 +35,16 @@ describe("parseStackConfig", () => {
       connectTimeout: 15,
       connectionLimit: 20,
       statementTimeoutMs: 30000,
+      server: {
+        maxConnections: 200,
+        superuserReservedConnections: 3,
+        reservedConnections: 5,
+        overcommit: 1,
+        tempFileLimitMb: 1024,
+        idleSessionTimeoutMs: 900000,
+        idleInTransactionSessionTimeoutMs: 300000,
+        authenticationTimeoutS: 5,
+      },
     });
     assert.deepEqual(cfg.keys, {
       provider: "local",
@@ -86,7 +96,7 @@ describe("parseStackConfig", () => {
       "an unknown cluster field",
       (r) => ((r.clusters as Record<string, Record<string, unknown>>).premium.user = "x"),
       [
-        `${F}: pg-tenants:clusters.premium.user: unknown field; allowed: host, port, database, username, sslmode, maxConnections, connectTimeout, connectionLimit, statementTimeoutMs`,
+        `${F}: pg-tenants:clusters.premium.user: unknown field; allowed: host, port, database, username, sslmode, maxConnections, connectTimeout, connectionLimit, statementTimeoutMs, server`,
       ],
     ],
     [

@@ -162,12 +162,12 @@ describe("parseManifest", () => {
     [
       "a connection limit out of range",
       [tenantFile("acme", "limits:\n  connectionLimit: 0\n")],
-      ["tenants/acme.yaml: limits.connectionLimit: must be from 1 to 10000"],
+      ["tenants/acme.yaml: limits.connectionLimit: must be from 1 to 1000"],
     ],
     [
       "a negative statement timeout",
       [tenantFile("acme", "limits:\n  statementTimeoutMs: -1\n")],
-      ["tenants/acme.yaml: limits.statementTimeoutMs: must be 0 (no timeout) or more milliseconds"],
+      ["tenants/acme.yaml: limits.statementTimeoutMs: must be from 0 (no timeout) to 2147483647 milliseconds"],
     ],
     [
       "missing fields",
