@@ -1,6 +1,6 @@
 import { Pool } from "pg";
 import { LocalOutputsCredentials, TenantConnector, TenantDirectory } from "../client";
-import { provisionFleet } from "../test/support/fleet";
+import { provisionFleet } from "../harness/fleet";
 
 /**
  * The cost of `withTenant` over a plain `pg.Pool` query: the same tenant, login and statement

@@ -4,6 +4,7 @@ import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { tsNodeArgs } from "../harness/tool";
+import { tenantYaml } from "../harness/tenantFiles";
 import type { Options } from "./run";
 import type { ProvisionJob, ProvisionResult } from "./workers/provision";
 
@@ -35,7 +36,7 @@ export async function runProvisioning(opts: Options): Promise<Section> {
   if (!fs.existsSync(path.join(ROOT, "test", "support", "fleet.ts"))) {
     return {
       name: "provision",
-      markdown: notAvailable(title, "the integration harness test/support/fleet.ts does not exist"),
+      markdown: notAvailable(title, "the integration harness harness/fleet.ts does not exist"),
     };
   }
   const auditFile = tool("audit");
@@ -134,9 +135,10 @@ function measureCheck(n: number): {
     fs.mkdirSync(path.join(root, "stacks"));
     for (let i = 0; i < n; i++) {
       const id = `customer_${String(i).padStart(5, "0")}`;
+      const tier = i % 2 === 0 ? "standard" : "premium";
       fs.writeFileSync(
         path.join(tenantsDir, `${id}.yaml`),
-        `id: ${id}\ndisplayName: Customer ${i}\ntier: ${i % 2 === 0 ? "standard" : "premium"}\n`,
+        tenantYaml({ id, tier, displayName: `Customer ${i}` }),
       );
     }
     const local = fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.local.yaml"), "utf8");

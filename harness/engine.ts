@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { PROJECT } from "../infra/config";
 import { evaluateProgram } from "../tools/evaluate";
-import { RecordingMocks } from "../test/support/mocks";
+import { RecordingMocks } from "./mocks";
 import { openStack, previewThenUp, StackRun } from "../tools/lib/deploy";
 import { Engine, findEngine } from "../tools/lib/engine";
 

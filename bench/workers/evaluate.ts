@@ -6,7 +6,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { PROJECT } from "../../infra/config";
 import { evaluateProgram } from "../../tools/evaluate";
 import { readStackFile } from "../../tools/stack";
-import { CountingMocks } from "../support/mocks";
+import { CountingMocks } from "../../harness/mocks";
+import { tenantYaml } from "../../harness/tenantFiles";
 import { runWorker } from "../support/worker";
 
 /**
@@ -40,7 +41,7 @@ function writeTenants(n: number): string {
     const id = `customer_${String(i).padStart(5, "0")}`;
     fs.writeFileSync(
       path.join(dir, `${id}.yaml`),
-      `id: ${id}\ndisplayName: Customer ${i}\ntier: ${TIERS[i % 2]}\n`,
+      tenantYaml({ id, tier: TIERS[i % 2], displayName: `Customer ${i}` }),
     );
   }
   return dir;

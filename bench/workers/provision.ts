@@ -14,8 +14,9 @@ import {
   PROVISIONER,
   provisionFleet,
   TEMPLATE,
-} from "../../test/support/fleet";
+} from "../../harness/fleet";
 import { runWorker } from "../support/worker";
+import { writeTenantFiles } from "../../harness/tenantFiles";
 
 /**
  * Provisioning on a real embedded cluster, through the integration harness (the real program
@@ -255,12 +256,7 @@ async function audit(
     blockIds.forEach((id) => all.push({ id, tier: "standard" }));
   }
   await Promise.all(pending);
-  for (const t of all) {
-    fs.writeFileSync(
-      path.join(tenantsDir, `${t.id}.yaml`),
-      stringify({ id: t.id, displayName: `Tenant ${t.id}`, tier: "standard" }),
-    );
-  }
+  writeTenantFiles(tenantsDir, all);
   const cluster = fleet.clusters.standard;
   const stackFile = {
     config: {

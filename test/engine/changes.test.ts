@@ -9,7 +9,7 @@ import {
   FleetTenant,
   provisionFleet,
   writeTenantFiles,
-} from "../support/fleet";
+} from "../../harness/fleet";
 
 /**
  * Day-to-day changes of the manifest under the real engine (PostgreSQL 17): a new tenant plans

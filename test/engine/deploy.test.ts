@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { CatalogSnapshot, snapshotCatalogs } from "../../harness/catalogs";
 import { engineLane, mockRuntimeUrns } from "../../harness/engine";
-import { FLEET_STACK, Fleet, FleetTenant, provisionFleet } from "../support/fleet";
+import { FLEET_STACK, Fleet, FleetTenant, provisionFleet } from "../../harness/fleet";
 
 /**
  * The program under the real engine and the real postgresql and random plugins, on fresh

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { AuditReport, Finding } from "../../infra/audit";
 import { main } from "../../tools/audit";
 import { ROOT, tsNodeArgs } from "../../harness/tool";
-import { captureIo, passwordEnv, writeStackFile } from "../support/dayTwo";
-import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { captureIo, passwordEnv, writeStackFile } from "../../harness/dayTwo";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
 
 /**
  * The audit against real clusters provisioned by the real program: a clean fleet audits clean,

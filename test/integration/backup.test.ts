@@ -13,8 +13,8 @@ import type { DumpManifest } from "../../tools/lib/archive";
 import { sealFile } from "../../tools/lib/seal";
 import { main as backup } from "../../tools/backup";
 import { main as restore, parkedDatabaseName } from "../../tools/restore";
-import { captureIo, writeStackFile } from "../support/dayTwo";
-import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { captureIo, writeStackFile } from "../../harness/dayTwo";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
 
 /**
  * Per-tenant backup and restore on a PostgreSQL 15 cluster (Debian's pg_dump here is 15 and

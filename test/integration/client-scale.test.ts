@@ -19,7 +19,7 @@ import { buildTenantModel, TenantModel } from "../../infra/model";
 import { quoteIdent } from "../../infra/sql";
 import { RunningCluster, startCluster } from "../../tools/cluster";
 import { manifestContext } from "../../tools/stack";
-import { freePort, PROVISIONER, TEMPLATE, writeTenantFiles } from "../support/fleet";
+import { freePort, PROVISIONER, TEMPLATE, writeTenantFiles } from "../../harness/fleet";
 
 /**
  * 200 tenants under one process-wide cap of 40 connections. The Pulumi harness cannot

@@ -12,7 +12,7 @@ import {
   TenantDirectory,
   TlsTrust,
 } from "../../client";
-import { Fleet, provisionFleet } from "../support/fleet";
+import { Fleet, provisionFleet } from "../../harness/fleet";
 
 /**
  * sslmode, for real: the harness cluster gets a server certificate signed by a throwaway CA

@@ -18,7 +18,7 @@ import {
 } from "../../client";
 import type { LoginKind } from "../../infra/naming";
 import type { RunningCluster } from "../../tools/cluster";
-import { Fleet, FleetTenant, provisionFleet } from "../support/fleet";
+import { Fleet, FleetTenant, provisionFleet } from "../../harness/fleet";
 
 /**
  * The application library against the harness: the real program provisions three tenants on

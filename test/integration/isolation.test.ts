@@ -6,8 +6,8 @@ import { Client, DatabaseError } from "pg";
 import type { Credentials } from "../../infra/components/credentials";
 import { tenantNames } from "../../infra/naming";
 import type { RunningCluster } from "../../tools/cluster";
-import { ApplyingMocks } from "../support/applier";
-import { Fleet, FleetTenant, PROVISIONER, provisionFleet, TEMPLATE } from "../support/fleet";
+import { ApplyingMocks } from "../../harness/applier";
+import { Fleet, FleetTenant, PROVISIONER, provisionFleet, TEMPLATE } from "../../harness/fleet";
 
 /**
  * The isolation proof: the real program applied to real PostgreSQL clusters (two tiers, three

@@ -11,7 +11,7 @@ import { stopClusterDir } from "../../tools/cluster";
 import { renderStackHba } from "../../tools/hba";
 import { findPulumiCli, LocalState, missingCliMessage } from "../../tools/local";
 import { loadStack, loadStackTenants } from "../../tools/stack";
-import { freePort } from "../support/fleet";
+import { freePort } from "../../harness/fleet";
 
 /**
  * `npm run local` where the Pulumi CLI is missing, as a child process with a PATH and HOME that

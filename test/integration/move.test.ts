@@ -7,8 +7,8 @@ import { Client } from "pg";
 import type { AuditReport } from "../../infra/audit";
 import { main as audit } from "../../tools/audit";
 import { main as move } from "../../tools/move";
-import { captureIo, writeStackFile } from "../support/dayTwo";
-import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { captureIo, writeStackFile } from "../../harness/dayTwo";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
 
 /**
  * A declared tier move between two real clusters (PostgreSQL 15, so Debian's pg_dump 15 can

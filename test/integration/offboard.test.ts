@@ -9,8 +9,8 @@ import { main as audit } from "../../tools/audit";
 import { main as offboard } from "../../tools/offboard";
 import { main as restore } from "../../tools/restore";
 import { SEAL_MAGIC } from "../../tools/lib/seal";
-import { captureIo, writeStackFile } from "../support/dayTwo";
-import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../support/fleet";
+import { captureIo, writeStackFile } from "../../harness/dayTwo";
+import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
 
 /**
  * Offboarding on a real cluster (PostgreSQL 15 for Debian's pg_dump 15): `state: offboarded`

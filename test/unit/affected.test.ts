@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, it, jest } from "@jest/globals";
+import { tenantYaml } from "../../harness/tenantFiles";
 import { affectedStacks, main, Side } from "../../tools/affected";
 import { loadStack } from "../../tools/stack";
 
@@ -11,8 +12,7 @@ const ROOT = path.join(__dirname, "..", "..");
 const made: string[] = [];
 afterAll(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
-const tenantText = (id: string, tier: string) =>
-  `id: ${id}\ndisplayName: Tenant ${id}\ntier: ${tier}\n`;
+const tenantText = (id: string, tier: string) => tenantYaml({ id, tier });
 
 /** A git repository holding this project's sample stacks and the given tenants, committed. */
 function repo(tenants: Record<string, string>): string {

@@ -38,8 +38,8 @@ import {
   unsealFile,
 } from "../../tools/lib/seal";
 import { readStackFile } from "../../tools/stack";
-import { resolve } from "../support/mocks";
-import { ofTenant, ProgramRun, runProgram, unwrapSecrets } from "../support/program";
+import { resolve } from "../../harness/mocks";
+import { ofTenant, ProgramRun, runProgram, unwrapSecrets } from "../../harness/program";
 
 /**
  * Day-two changes of the manifest and the program: offboarding, declared tier moves, the

@@ -5,7 +5,8 @@ import { describe, expect, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import type { CommandIo } from "../../tools/lib/cli";
 import { main } from "../../tools/hba";
-import { runProgram, TenantSpec } from "../support/program";
+import { runProgram, TenantSpec } from "../../harness/program";
+import { writeTenantFiles } from "../../harness/tenantFiles";
 
 const TENANTS: TenantSpec[] = [
   { id: "acme", tier: "standard" },
@@ -21,13 +22,7 @@ function project(tenants: readonly TenantSpec[], extraFiles: Record<string, stri
     path.join("stacks", "Pulumi.local.yaml"),
     path.join(root, "stacks", "Pulumi.local.yaml"),
   );
-  fs.mkdirSync(path.join(root, "tenants"));
-  for (const t of tenants) {
-    fs.writeFileSync(
-      path.join(root, "tenants", `${t.id}.yaml`),
-      `id: ${t.id}\ndisplayName: Tenant ${t.id}\ntier: ${t.tier}\n${t.extra ?? ""}`,
-    );
-  }
+  writeTenantFiles(path.join(root, "tenants"), tenants);
   for (const [name, text] of Object.entries(extraFiles))
     fs.writeFileSync(path.join(root, "tenants", name), text);
   return root;

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { beforeAll, describe, it } from "@jest/globals";
 import * as pulumi from "@pulumi/pulumi";
 import { databaseOptions, keyOptions } from "../../infra/options";
-import { RecordingMocks, resolve } from "../support/mocks";
-import { ofTenant, ProgramRun, runProgram, TenantSpec, unwrapSecrets } from "../support/program";
+import { RecordingMocks, resolve } from "../../harness/mocks";
+import { ofTenant, ProgramRun, runProgram, TenantSpec, unwrapSecrets } from "../../harness/program";
 
 const THREE: TenantSpec[] = [
   { id: "acme", tier: "standard" },

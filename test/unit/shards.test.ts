@@ -22,8 +22,8 @@ import {
   loadStackTenants,
   readStackFile,
 } from "../../tools/stack";
-import { resolve } from "../support/mocks";
-import { runProgram } from "../support/program";
+import { resolve } from "../../harness/mocks";
+import { runProgram } from "../../harness/program";
 
 const TIERS = ["standard", "premium"];
 /** A fleet of `n` tenants spread over both tiers, ids as a real manifest would have them. */

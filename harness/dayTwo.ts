@@ -1,8 +1,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
-import { PROJECT } from "../../infra/config";
-import type { CommandIo } from "../../tools/lib/cli";
+import { PROJECT } from "../infra/config";
+import type { CommandIo } from "../tools/lib/cli";
 import { Fleet, FLEET_STACK } from "./fleet";
 
 /**

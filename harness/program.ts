@@ -1,11 +1,12 @@
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import type { FleetOutputs } from "../../infra/program";
-import { evaluateProgram } from "../../tools/evaluate";
-import { readStackFile } from "../../tools/stack";
-import { RecordingMocks, Registration } from "./mocks";
+import type { FleetOutputs } from "../infra/program";
+import { evaluateProgram } from "../tools/evaluate";
+import { readStackFile } from "../tools/stack";
+import { RecordingMocks, Registration, watchResources } from "./mocks";
+import { TenantSpec, writeTenants } from "./tenantFiles";
+
+export type { TenantSpec } from "./tenantFiles";
+export { writeTenants } from "./tenantFiles";
 
 /** The resource options a stack transform saw for one resource, with dependencies by name. */
 export interface SeenOptions {
@@ -22,24 +23,6 @@ export interface ProgramRun {
   /** Registrations without the root stack. */
   registrations: Registration[];
   options: Map<string, SeenOptions>;
-}
-
-export interface TenantSpec {
-  id: string;
-  tier: string;
-  extra?: string;
-}
-
-/** Writes tenant files into a fresh temporary folder and returns it. */
-export function writeTenants(tenants: readonly TenantSpec[]): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pg-tenants-unit-"));
-  for (const t of tenants) {
-    fs.writeFileSync(
-      path.join(dir, `${t.id}.yaml`),
-      `id: ${t.id}\ndisplayName: Tenant ${t.id}\ntier: ${t.tier}\n${t.extra ?? ""}`,
-    );
-  }
-  return dir;
 }
 
 /**
@@ -73,17 +56,16 @@ export async function runProgram(
     otherConfig: file.other,
     mocks,
     beforeRun: () =>
-      pulumi.runtime.registerStackTransformation((args) => {
-        names.set(args.resource, args.name);
-        const deps = (args.opts.dependsOn ?? []) as pulumi.Resource[];
-        options.set(args.name, {
-          protect: args.opts.protect,
-          retainOnDelete: args.opts.retainOnDelete,
-          ignoreChanges: args.opts.ignoreChanges,
+      watchResources(({ resource, name, opts }) => {
+        names.set(resource, name);
+        const deps = (opts.dependsOn ?? []) as pulumi.Resource[];
+        options.set(name, {
+          protect: opts.protect,
+          retainOnDelete: opts.retainOnDelete,
+          ignoreChanges: opts.ignoreChanges,
           dependsOn: [deps].flat().map((d) => names.get(d) ?? "?"),
-          deletedWith: args.opts.deletedWith ? names.get(args.opts.deletedWith) : undefined,
+          deletedWith: opts.deletedWith ? names.get(opts.deletedWith) : undefined,
         });
-        return undefined;
       }),
   });
   return {
@@ -106,7 +88,7 @@ export function unwrapSecrets(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(unwrapSecrets);
   if (value !== null && typeof value === "object") {
     const obj = value as Record<string, unknown>;
-    if (obj["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270") {
+    if (obj[pulumi.runtime.specialSigKey] === pulumi.runtime.specialSecretSig) {
       return { secret: unwrapSecrets(obj.value) };
     }
     return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, unwrapSecrets(v)]));

@@ -4,18 +4,18 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { stringify } from "yaml";
-import type { Credentials } from "../../infra/components/credentials";
-import type { TenantSummary } from "../../infra/components/tenant";
-import { parseStackConfig, StackConfig } from "../../infra/config";
-import { renderHba } from "../../infra/hba";
-import type { TenantFile } from "../../infra/manifest";
-import type { FleetOutputs } from "../../infra/program";
+import type { Credentials } from "../infra/components/credentials";
+import type { TenantSummary } from "../infra/components/tenant";
+import { parseStackConfig, StackConfig } from "../infra/config";
+import { renderHba } from "../infra/hba";
+import type { FleetOutputs } from "../infra/program";
 import { Client } from "pg";
-import { RunningCluster, startCluster } from "../../tools/cluster";
-import { evaluateProgram } from "../../tools/evaluate";
-import { EngineDeployer, EngineRun, engineLane, newPassphrase } from "../../harness/engine";
+import { RunningCluster, startCluster } from "../tools/cluster";
+import { evaluateProgram } from "../tools/evaluate";
+import { EngineDeployer, EngineRun, engineLane, newPassphrase } from "./engine";
 import { ApplyingMocks } from "./applier";
+import { watchResources } from "./mocks";
+import { TenantSpec, writeTenantFiles as writeSpecFiles } from "./tenantFiles";
 
 /**
  * The integration harness: one real cluster per tier on free ports in a temporary folder, the
@@ -26,13 +26,17 @@ import { ApplyingMocks } from "./applier";
 export const FLEET_STACK = "integration";
 export const PROVISIONER = "pgtenants_provisioner";
 export const TEMPLATE = "customer_template_v1";
-const TEMPLATE_SQL = path.join(__dirname, "..", "..", "templates", `${TEMPLATE}.sql`);
+const TEMPLATE_SQL = path.join(__dirname, "..", "templates", `${TEMPLATE}.sql`);
 
-export interface FleetTenant {
-  id: string;
-  tier: string;
-  displayName?: string;
-  limits?: TenantFile["limits"];
+/** Fleet tenants are active unless their spec says otherwise. */
+export type FleetTenant = TenantSpec;
+
+/** Makes the fleet's tenants folder hold exactly these tenants, active unless a spec says otherwise. */
+export function writeTenantFiles(dir: string, tenants: readonly FleetTenant[]): void {
+  writeSpecFiles(
+    dir,
+    tenants.map((t) => ({ ...t, state: t.state ?? "active" })),
+  );
 }
 
 export interface FleetOptions {
@@ -96,21 +100,6 @@ export function freePort(): Promise<number> {
 }
 
 const secret = () => randomBytes(18).toString("base64url");
-
-export function writeTenantFiles(dir: string, tenants: readonly FleetTenant[]): void {
-  fs.mkdirSync(dir, { recursive: true });
-  for (const f of fs.readdirSync(dir)) if (f.endsWith(".yaml")) fs.rmSync(path.join(dir, f));
-  for (const t of tenants) {
-    const doc = {
-      id: t.id,
-      displayName: t.displayName ?? `Tenant ${t.id}`,
-      tier: t.tier,
-      state: "active",
-      ...(t.limits ? { limits: t.limits } : {}),
-    };
-    fs.writeFileSync(path.join(dir, `${t.id}.yaml`), stringify(doc));
-  }
-}
 
 export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-fleet-"));
@@ -216,10 +205,9 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
           config,
           mocks: applier,
           beforeRun: () =>
-            pulumi.runtime.registerStackTransformation((args) => {
-              if (args.opts.ignoreChanges !== undefined)
-                applier.ignoreChanges.set(args.name, args.opts.ignoreChanges);
-              return undefined;
+            watchResources(({ name, opts }) => {
+              if (opts.ignoreChanges !== undefined)
+                applier.ignoreChanges.set(name, opts.ignoreChanges);
             }),
         });
         await applier.finishRun();

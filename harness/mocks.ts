@@ -1,5 +1,4 @@
 import * as pulumi from "@pulumi/pulumi";
-import { PROJECT } from "../../infra/config";
 
 /** One `newResource` call as the mock runtime saw it. */
 export interface Registration {
@@ -49,7 +48,29 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   }
 }
 
-/** Outputs the real providers compute, with deterministic fake values (also used by the benchmarks). */
+/**
+ * Mocks for measurements: they count registrations and give resources the same fake outputs,
+ * but keep nothing, so the figures are the program's and not the recorder's.
+ */
+export class CountingMocks implements pulumi.runtime.Mocks {
+  public resources = 0;
+  public readonly byType = new Map<string, number>();
+
+  newResource(args: pulumi.runtime.MockResourceArgs): {
+    id: string;
+    state: Record<string, unknown>;
+  } {
+    this.resources++;
+    this.byType.set(args.type, (this.byType.get(args.type) ?? 0) + 1);
+    return { id: `${args.name}-id`, state: { ...args.inputs, ...mockedOutputs(args) } };
+  }
+
+  call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+    throw new Error(`unexpected invoke ${args.token}: the program must not read from providers`);
+  }
+}
+
+/** The one table of outputs the real providers compute, as deterministic fake values. */
 export function mockedOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
   switch (args.type) {
     case "random:index/randomPassword:RandomPassword":
@@ -72,14 +93,23 @@ export function mockedOutputs(args: pulumi.runtime.MockResourceArgs): Record<str
   }
 }
 
-/** Flattens a stack config object into the runtime's `project:key` → string form. */
-export function runtimeConfig(config: Record<string, unknown>): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(config).map(([k, v]) => [
-      `${PROJECT}:${k}`,
-      typeof v === "string" ? v : JSON.stringify(v),
-    ]),
-  );
+/** What a stack transform sees of one resource as the program registers it. */
+export interface SeenResource {
+  resource: pulumi.Resource;
+  type: string;
+  name: string;
+  opts: pulumi.ResourceTransformationArgs["opts"];
+}
+
+/**
+ * The one recorder of resource options: registers (in a run's `beforeRun`) a stack transform
+ * that reports every resource to `onSeen` and changes none. Inputs are the mocks' to record.
+ */
+export function watchResources(onSeen: (seen: SeenResource) => void): void {
+  pulumi.runtime.registerStackTransformation((args) => {
+    onSeen({ resource: args.resource, type: args.type, name: args.name, opts: args.opts });
+    return undefined;
+  });
 }
 
 /** Resolves an Output (or plain value) under the mock runtime, with its secretness. */
