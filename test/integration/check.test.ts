@@ -16,12 +16,14 @@ const CHECK = path.join(ROOT, "tools", "check.ts");
 
 const temps: string[] = [];
 
-/** A fresh project folder with the repository's stacks/ and tenants/. */
+/** A fresh project folder with the repository's stacks/ and the fixture tenants as tenants/. */
 function project(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pg-tenants-check-"));
   temps.push(dir);
-  for (const sub of ["stacks", "tenants"])
-    fs.cpSync(path.join(ROOT, sub), path.join(dir, sub), { recursive: true });
+  fs.cpSync(path.join(ROOT, "stacks"), path.join(dir, "stacks"), { recursive: true });
+  fs.cpSync(path.join(ROOT, "test", "fixtures", "tenants"), path.join(dir, "tenants"), {
+    recursive: true,
+  });
   return dir;
 }
 
