@@ -1,3 +1,4 @@
+import { CONTAINMENT_SCHEMA, EMPTY_TEMPLATE } from "./containment";
 import type { StackConfig } from "./config";
 import {
   CLUSTER_PRIVILEGES,
@@ -506,7 +507,8 @@ function schemaFindings(model: TenantModel, contents: DatabaseContents, tier: st
       for (const role of creators) {
         finding(INVARIANTS.objectPrivileges, `${role} holds CREATE on schema ${schema.name}`);
       }
-    } else if (!appSchemas.has(schema.name)) {
+    } else if (!appSchemas.has(schema.name) && schema.name !== CONTAINMENT_SCHEMA) {
+      // pgtenants holds the containment's own functions (infra/containment.ts), from the template.
       finding(
         INVARIANTS.unexpectedSchema,
         `schema ${schema.name} in database ${model.database.name} is not an app schema (${[...appSchemas].join(", ")})`,
@@ -613,6 +615,7 @@ export function auditCluster(
   const known = new Set([
     ...ALWAYS_PRESENT_DATABASES,
     cfg.template,
+    EMPTY_TEMPLATE,
     cluster.database,
     ...expected.map((m) => m.database.name),
   ]);

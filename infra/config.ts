@@ -173,6 +173,8 @@ const StackConfigSchema = z.strictObject({
 
 export type ClusterConfig = z.output<typeof ClusterSchema>;
 export type ServerConfig = z.output<typeof ServerSchema>;
+/** A cluster's server settings when the stack says nothing (clusters started without a stack). */
+export const DEFAULT_SERVER_CONFIG: ServerConfig = ServerSchema.parse({});
 export type KeysConfig = z.output<typeof KeysSchema>;
 export type HbaConfig = z.output<typeof HbaSchema>;
 

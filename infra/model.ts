@@ -1,4 +1,5 @@
 import type { ClusterConfig, StackConfig } from "./config";
+import { EMPTY_TEMPLATE } from "./containment";
 import { PROVISIONER_DATABASE_SESSIONS } from "./limits";
 import type { Tenant, TenantState } from "./manifest";
 import {
@@ -279,6 +280,7 @@ export function tenantsOnTier(fleet: FleetModel, tier: string): TenantModel[] {
 export function reservedNames(cfg: StackConfig): string[] {
   return [
     cfg.template,
+    EMPTY_TEMPLATE,
     ...Object.values(cfg.clusters).flatMap((c) => [c.username, c.database]),
     ...cfg.hba.adminUsers,
   ];

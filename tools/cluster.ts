@@ -4,6 +4,13 @@ import { createRequire } from "module";
 import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
+import { DEFAULT_SERVER_CONFIG, ServerConfig } from "../infra/config";
+import {
+  clusterContainmentSql,
+  databaseContainmentSql,
+  EMPTY_TEMPLATE,
+  serverSettings,
+} from "../infra/containment";
 import { quoteIdent } from "../infra/sql";
 
 /**
@@ -31,6 +38,12 @@ export interface ClusterSpec {
   /** Keep the data directory when stopped (the local stack); tests leave it unset. */
   persistent?: boolean;
   pgVersion?: 15 | 17;
+  /** The server settings the containment model relies on (the stack's `server`; defaults otherwise). */
+  server?: ServerConfig;
+}
+
+function settingsOf(spec: ClusterSpec): Record<string, string> {
+  return serverSettings(spec.server ?? DEFAULT_SERVER_CONFIG, spec.pgVersion ?? 17);
 }
 
 export interface RunningCluster {
@@ -166,32 +179,55 @@ function isRunning(bin: string, dataDir: string, user: OsUser | undefined): bool
   );
 }
 
-function pgCtlStart(spec: ClusterSpec, bin: string, user: OsUser | undefined): void {
-  const log = path.join(spec.dataDir, "server.log");
-  const options = [
+/** The server's command-line options: TCP only, SCRAM, the containment model's settings. */
+function startOptions(spec: ClusterSpec): string {
+  return [
     `-p ${spec.port}`,
     `-c listen_addresses=${CLUSTER_HOST}`,
     // No Unix sockets: every connection goes through TCP and so through pg_hba's host lines.
     "-c unix_socket_directories=''",
     "-c password_encryption=scram-sha-256",
+    // The containment model's server settings (infra/containment.ts serverSettings).
+    ...Object.entries(settingsOf(spec)).map(([name, value]) => `-c ${name}=${value}`),
     // Throwaway test clusters need no durability; the local stack keeps the defaults.
     ...(spec.persistent
       ? []
       : ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]),
   ].join(" ");
+}
+
+/** Where a cluster records the options it was started with, to restart when they change. */
+const OPTIONS_FILE = "pgtenants-options.txt";
+
+function pgCtlStart(
+  spec: ClusterSpec,
+  bin: string,
+  user: OsUser | undefined,
+  action: "start" | "restart" = "start",
+): void {
+  const log = path.join(spec.dataDir, "server.log");
+  const options = startOptions(spec);
   try {
     run(
       path.join(bin, "pg_ctl"),
-      ["start", "-D", spec.dataDir, "-l", log, "-w", "-t", "60", "-o", options],
+      [action, "-D", spec.dataDir, "-l", log, "-w", "-t", "60", "-o", options],
       user,
       `starting cluster "${spec.tier}" on port ${spec.port}`,
     );
+    fs.writeFileSync(path.join(spec.dataDir, OPTIONS_FILE), options + "\n");
   } catch (err) {
     const tail = fs.existsSync(log)
       ? fs.readFileSync(log, "utf8").split("\n").slice(-15).join("\n")
       : "";
     throw new Error(`${(err as Error).message}\nServer log (${log}):\n${tail}`);
   }
+}
+
+/** A running cluster started with other options (the stack's server settings changed): restart it. */
+function startedWithOtherOptions(spec: ClusterSpec): boolean {
+  const file = path.join(spec.dataDir, OPTIONS_FILE);
+  if (!fs.existsSync(file)) return true;
+  return fs.readFileSync(file, "utf8").trim() !== startOptions(spec);
 }
 
 /** Stops the cluster whose data directory this is, if it runs (also from another process). */
@@ -243,6 +279,10 @@ async function bootstrap(spec: ClusterSpec): Promise<void> {
     await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC`);
     await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC`);
     await admin.query(`GRANT CONNECT ON DATABASE postgres TO ${p}`);
+    const pgMajor = Math.floor(
+      Number((await admin.query("SHOW server_version_num")).rows[0].server_version_num) / 10000,
+    );
+    for (const sql of clusterContainmentSql(spec.provisioner.name, pgMajor)) await admin.query(sql);
 
     const t = quoteIdent(spec.template.name);
     const template = await admin.query("SELECT datistemplate FROM pg_database WHERE datname = $1", [
@@ -264,7 +304,36 @@ async function bootstrap(spec: ClusterSpec): Promise<void> {
       }
     }
     await admin.query(`REVOKE ALL ON DATABASE ${t} FROM PUBLIC`);
-    await admin.query(`ALTER DATABASE ${t} IS_TEMPLATE true ALLOW_CONNECTIONS false`);
+    const e = quoteIdent(EMPTY_TEMPLATE);
+    const empty = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [
+      EMPTY_TEMPLATE,
+    ]);
+    if (empty.rowCount === 0) await admin.query(`CREATE DATABASE ${e} TEMPLATE template0`);
+    await admin.query(`REVOKE ALL ON DATABASE ${e} FROM PUBLIC`);
+    await admin.query(`ALTER DATABASE ${e} ALLOW_CONNECTIONS true`);
+    // The template (and so every database cloned from it) and every database cloned before
+    // carry the containment revokes: pg_catalog ACLs are per database.
+    await admin.query(`ALTER DATABASE ${t} ALLOW_CONNECTIONS true`);
+    const databases = await admin.query<{ datname: string }>(
+      "SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('postgres', 'template1') ORDER BY datname",
+    );
+    for (const { datname } of databases.rows) {
+      const inDatabase = await connect(
+        spec.port,
+        BOOTSTRAP_SUPERUSER,
+        spec.superuserPassword,
+        datname,
+      );
+      try {
+        for (const sql of databaseContainmentSql(spec.provisioner.name))
+          await inDatabase.query(sql);
+      } finally {
+        await inDatabase.end();
+      }
+    }
+    for (const closed of [t, e]) {
+      await admin.query(`ALTER DATABASE ${closed} IS_TEMPLATE true ALLOW_CONNECTIONS false`);
+    }
   } finally {
     await admin.end();
   }
@@ -313,6 +382,7 @@ export async function startCluster(spec: ClusterSpec): Promise<RunningCluster> {
   prepareDataDir(dataDir, user);
   if (!fs.existsSync(path.join(dataDir, "PG_VERSION"))) initdb(resolved, bin, user);
   if (!isRunning(bin, dataDir, user)) pgCtlStart(resolved, bin, user);
+  else if (startedWithOtherOptions(resolved)) pgCtlStart(resolved, bin, user, "restart");
   if (!spec.persistent) trackForExit(dataDir, pgVersion);
   await bootstrap(resolved);
 

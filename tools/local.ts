@@ -201,6 +201,7 @@ async function up(io: CommandIo): Promise<number> {
       provisioner: { name: cluster.username, password: s.provisionerPassword },
       template: { name: cfg.template, sqlFile: templateSql },
       persistent: true,
+      server: cluster.server,
     });
     io.out(
       `cluster ${tier} ready on ${clusters[tier].host}:${clusters[tier].port} (data in ${shown(io.root, dataDir)})`,

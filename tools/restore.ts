@@ -1,3 +1,4 @@
+import { CONTAINMENT_SCHEMA, EMPTY_TEMPLATE } from "../infra/containment";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -119,7 +120,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         if (exists.rowCount !== 0)
           throw new CommandError(`database ${name} exists already; try again in a second`);
         await admin.query(
-          `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(model.database.owner)} TEMPLATE template0 ENCODING 'UTF8' CONNECTION LIMIT ${model.database.connectionLimit}`,
+          `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(model.database.owner)} TEMPLATE ${quoteIdent(EMPTY_TEMPLATE)} ENCODING 'UTF8' CONNECTION LIMIT ${model.database.connectionLimit}`,
         );
         created = true;
         // Database-level ACLs are not in a dump: the model's database grants, on the new database.
@@ -134,7 +135,15 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         }
         await runPgTool(
           pgRestore,
-          ["--single-transaction", "--exit-on-error", "--no-acl", `--dbname=${name}`, archive],
+          [
+            "--single-transaction",
+            "--exit-on-error",
+            "--no-acl",
+            // Dumps made before the containment carry its schema; the target has it already.
+            `--exclude-schema=${CONTAINMENT_SCHEMA}`,
+            `--dbname=${name}`,
+            archive,
+          ],
           libpqEnv(target, name, io.env),
           `restoring into ${name}`,
         );

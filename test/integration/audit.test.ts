@@ -322,13 +322,13 @@ describe("npm run audit against a provisioned fleet", () => {
       );
       assert.ok(
         lines.includes(
-          "VIOLATION standard acme connection-limit: database tenant_acme has connection limit 500, expected 20",
+          "VIOLATION standard acme connection-limit: database tenant_acme has connection limit 500, expected 42",
         ),
         run.stdout,
       );
       assert.equal(lines.at(-1), "FAILED: 1 violation(s), 1 notice(s)");
     } finally {
-      await superuser("standard", (q) => q("ALTER DATABASE tenant_acme CONNECTION LIMIT 20"));
+      await superuser("standard", (q) => q("ALTER DATABASE tenant_acme CONNECTION LIMIT 42"));
     }
   });
 

@@ -8,7 +8,7 @@ import type { AuditReport } from "../../infra/audit";
 import { main as audit } from "../../tools/audit";
 import { main as move } from "../../tools/move";
 import { captureIo, writeStackFile } from "../../harness/dayTwo";
-import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
+import { connectAs, Fleet, FLEET_STACK, PROVISIONER, provisionFleet } from "../../harness/fleet";
 
 /**
  * A declared tier move between two real clusters (PostgreSQL 15, so Debian's pg_dump 15 can
@@ -158,6 +158,10 @@ describe("npm run move between two embedded clusters", () => {
   });
 
   it("refuses while a tenant session stays connected, and leaves the source serving", async () => {
+    // Clusters the bootstrap prepares give the provisioning role pg_signal_backend (it ends the
+    // sessions itself); a managed cluster may not: take it away for this test.
+    const su = await fleet.clusters.standard.superuserClient();
+    await su.query(`REVOKE pg_signal_backend FROM ${PROVISIONER}`);
     const session = await login("acme");
     try {
       const io = captureIo(fleet);
@@ -168,6 +172,8 @@ describe("npm run move between two embedded clusters", () => {
       await session.query("INSERT INTO app.events (kind) VALUES ('still-serving')");
     } finally {
       await session.end();
+      await su.query(`GRANT pg_signal_backend TO ${PROVISIONER}`);
+      await su.end();
     }
     const fresh = await login("acme");
     await fresh.query("DELETE FROM app.events WHERE kind = 'still-serving'");

@@ -1,6 +1,7 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import type { Client } from "pg";
+import { CONTAINMENT_SCHEMA } from "../../infra/containment";
 import { CommandError } from "./cli";
 import { findPgTool, libpqEnv, requireToolForServer, runPgTool } from "./dump";
 import { ClusterTarget, serverMajor } from "./pg";
@@ -99,7 +100,14 @@ export async function dumpWithStats(
     const tables = await tableStats(client);
     await runPgTool(
       pgDump,
-      ["--format=custom", `--snapshot=${snapshot}`, `--file=${file}`, ...extraArgs],
+      [
+        "--format=custom",
+        `--snapshot=${snapshot}`,
+        `--file=${file}`,
+        // The containment's own schema comes from the template on every restore target.
+        `--exclude-schema=${CONTAINMENT_SCHEMA}`,
+        ...extraArgs,
+      ],
       libpqEnv(target, database, env),
       `dumping database ${database} of cluster "${target.tier}"`,
     );
