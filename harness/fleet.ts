@@ -6,7 +6,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { Credentials } from "../infra/components/credentials";
 import type { TenantSummary } from "../infra/components/tenant";
-import { parseStackConfig, StackConfig } from "../infra/config";
+import { DEFAULT_SERVER_CONFIG, parseStackConfig, ServerConfig, StackConfig } from "../infra/config";
 import { renderHba } from "../infra/hba";
 import type { FleetOutputs } from "../infra/program";
 import { Client } from "pg";
@@ -51,6 +51,8 @@ export interface FleetOptions {
   deploy?: "applier" | "engine";
   /** Deploy once before returning (default); false leaves the stack empty for a first preview. */
   deployNow?: boolean;
+  /** Server settings of every cluster (the stack's `server`), over the stack config's defaults. */
+  server?: Partial<ServerConfig>;
 }
 
 export interface ResolvedOutputs {
@@ -123,6 +125,7 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
         provisioner: { name: PROVISIONER, password: passwords[tier] },
         template: { name: TEMPLATE, sqlFile: TEMPLATE_SQL },
         pgVersion: opts.pgVersion,
+        server: { ...DEFAULT_SERVER_CONFIG, ...opts.server },
       });
       clusterConfig[tier] = {
         host: clusters[tier].host,
@@ -132,6 +135,7 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
         maxConnections: 4,
         connectionLimit: 20,
         statementTimeoutMs: 30000,
+        ...(opts.server !== undefined ? { server: opts.server } : {}),
       };
     }
   } catch (err) {
