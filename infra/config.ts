@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { InputError, zodIssues } from "./issues";
+import { InputError, InputIssue, zodIssues } from "./issues";
 import { maxTenantIdLength, TENANT_ID_PATTERN } from "./naming";
 import { LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from "./limits";
 import { SHARD_FIELDS, shardConfigIssues, ShardSchema } from "./shards";
@@ -84,6 +84,100 @@ const cidr = z
     error: "must be a CIDR such as 10.0.0.0/16 or fd00::/8",
   });
 
+const absolutePath = z
+  .string({ error: "must be a file path" })
+  .regex(/^\/[^\s;#]*$/, { error: "must be an absolute path without spaces, ; or #" });
+
+/** The pooler host's files (infra/pooler.ts `poolerFiles` has the defaults). */
+const PoolerPathsSchema = z.strictObject({
+  authFile: absolutePath.optional(),
+  hbaFile: absolutePath.optional(),
+  logFile: absolutePath.optional(),
+  pidFile: absolutePath.optional(),
+  /** Client TLS (hba.connectionType hostssl): the pooler's certificate and key. */
+  tlsCertFile: absolutePath.optional(),
+  tlsKeyFile: absolutePath.optional(),
+  /** Server TLS with sslmode verify-ca/verify-full: the clusters' CA. */
+  serverCaFile: absolutePath.optional(),
+});
+
+/**
+ * A PgBouncer in front of the cluster (infra/pooler.ts renders its configuration from the
+ * model): where applications reach it, where it connects from, and the limits of each tenant's
+ * pools. Absent: the cluster has no pooler.
+ */
+const PoolerSchema = z.strictObject({
+  /** Where applications reach the pooler (the `tenants` output carries it). */
+  host: z
+    .string({ error: "must be a host name or address" })
+    .min(1, { error: "must not be empty" }),
+  port: port.default(6432),
+  /** listen_addr: the addresses PgBouncer listens on (`*` for all). */
+  listenAddr: z
+    .string({ error: "must be an address, a host name or *" })
+    .regex(/^[A-Za-z0-9.:*_-]+(,[A-Za-z0-9.:*_-]+)*$/, {
+      error: "must be addresses or host names separated by commas, or *",
+    })
+    .default("*"),
+  /** The pooler's own addresses as the cluster sees them: pg_hba admits tenants from these too. */
+  sourceCidrs: z.array(cidr).min(1, { error: "must list at least one CIDR" }),
+  /** pool_size: server connections of one pool (one tenant database and one login). */
+  poolSize: positiveInt("poolSize", LOGIN_CONNECTION_LIMIT_MAX).default(4),
+  /** max_db_connections: server connections of one tenant, both logins together. */
+  maxDbConnections: positiveInt("maxDbConnections", 2 * LOGIN_CONNECTION_LIMIT_MAX).default(6),
+  /** max_user_connections of each rw and ro login (never above the login's own limit). */
+  rwMaxConnections: positiveInt("rwMaxConnections", LOGIN_CONNECTION_LIMIT_MAX).default(4),
+  roMaxConnections: positiveInt("roMaxConnections", LOGIN_CONNECTION_LIMIT_MAX).default(2),
+  /** max_client_conn: client connections the pooler accepts in all. */
+  maxClientConnections: positiveInt("maxClientConnections", 1000000).default(2000),
+  /**
+   * query_timeout: longer queries are cancelled by the pooler, whatever the session set. It
+   * counts the time a query waits for a server connection too, so it must exceed the longest
+   * statement timeout on the cluster plus queryWaitTimeoutMs. Default: exactly that plus 1 s.
+   */
+  queryTimeoutMs: milliseconds.optional(),
+  /** query_wait_timeout: how long a query may wait for a server connection of its pool. */
+  queryWaitTimeoutMs: milliseconds.default(30000),
+  /**
+   * idle_transaction_timeout: a client idle in a transaction longer is disconnected. Default:
+   * the server's idleInTransactionSessionTimeoutMs plus 1 s (the server's bound acts first,
+   * this one holds when a session lifts it), or 5 minutes when the server sets none.
+   */
+  idleTransactionTimeoutMs: milliseconds.optional(),
+  /** server_idle_timeout: an unused server connection is closed after this long. */
+  serverIdleTimeoutMs: milliseconds.default(60000),
+  /** Where the pooler host keeps its files; defaults per tier under /etc/pgbouncer and /run. */
+  paths: PoolerPathsSchema.prefault({}),
+});
+
+const fraction = (what: string) =>
+  z
+    .number({ error: "must be a number" })
+    .gt(0, { error: `${what} must be above 0 and at most 1` })
+    .max(1, { error: `${what} must be above 0 and at most 1` });
+
+/**
+ * Thresholds of `npm run usage -- --advise` for the tenants of this tier: over any of them a
+ * tenant is advised to move up; under half of the lower tier's it could move down.
+ */
+const AdviceSchema = z.strictObject({
+  /** The largest share of the cluster's load (statement time) one tenant should take. */
+  maxLoadShare: fraction("maxLoadShare").default(0.5),
+  /** Below this much statement time per second (ms/s), a tenant's share is not judged. */
+  minLoadMsPerSecond: z
+    .number({ error: "must be a number" })
+    .min(0, { error: "must be 0 or more" })
+    .default(50),
+  /** The largest share of its connection limit a tenant should reach at its sampled peak. */
+  maxConnectionUse: fraction("maxConnectionUse").default(0.8),
+  /** The largest database a tenant of this tier should have, in MB. */
+  maxSizeMb: positiveInt("maxSizeMb", 1073741824).default(10240),
+  /** The tier to move up to (default: the next tier the stack declares). */
+  up: identifier.optional(),
+  /** The tier to move down to (default: the tier the stack declares before this one). */
+  down: identifier.optional(),
+});
+
 const ClusterSchema = z.strictObject({
   host: z
     .string({ error: "must be a host name or address" })
@@ -101,6 +195,8 @@ const ClusterSchema = z.strictObject({
   /** Per-tier default statement timeout of the login roles, in milliseconds. */
   statementTimeoutMs: milliseconds.optional(),
   server: ServerSchema.prefault({}),
+  pooler: PoolerSchema.optional(),
+  advice: AdviceSchema.prefault({}),
 });
 
 const KeysSchema = z.strictObject({
@@ -175,6 +271,8 @@ export type ClusterConfig = z.output<typeof ClusterSchema>;
 export type ServerConfig = z.output<typeof ServerSchema>;
 /** A cluster's server settings when the stack says nothing (clusters started without a stack). */
 export const DEFAULT_SERVER_CONFIG: ServerConfig = ServerSchema.parse({});
+export type PoolerConfig = z.output<typeof PoolerSchema>;
+export type AdviceConfig = z.output<typeof AdviceSchema>;
 export type KeysConfig = z.output<typeof KeysSchema>;
 export type HbaConfig = z.output<typeof HbaSchema>;
 
@@ -226,6 +324,7 @@ export function parseStackConfig(stack: string, raw: Record<string, unknown>): S
       ),
     );
   }
+  if (parsed.success) issues.push(...adviceTierIssues(file, parsed.data.clusters));
   if (parsed.success && maxTenantIdLength(parsed.data.namePrefix) < 1) {
     issues.push({
       file,
@@ -239,9 +338,34 @@ export function parseStackConfig(stack: string, raw: Record<string, unknown>): S
   return { ...parsed.data, stack };
 }
 
+/** `advice.up`/`advice.down` must name another tier of the stack. */
+function adviceTierIssues(
+  file: string,
+  clusters: Record<string, z.output<typeof ClusterSchema>>,
+): InputIssue[] {
+  const tiers = Object.keys(clusters);
+  const issues: InputIssue[] = [];
+  for (const [tier, cluster] of Object.entries(clusters)) {
+    for (const direction of ["up", "down"] as const) {
+      const to = cluster.advice[direction];
+      if (to === undefined || (to !== tier && tiers.includes(to))) continue;
+      issues.push({
+        file,
+        field: `${PROJECT}:clusters.${tier}.advice.${direction}`,
+        message: `must name another tier of the stack (${tiers.filter((t) => t !== tier).join(", ") || "none"})`,
+      });
+    }
+  }
+  return issues;
+}
+
 function allowedKeysAt(path: PropertyKey[]): readonly string[] {
   if (path.length === 0) return CONFIG_KEYS;
   if (path[0] === "clusters" && path[2] === "server") return Object.keys(ServerSchema.shape);
+  if (path[0] === "clusters" && path[2] === "pooler" && path[3] === "paths")
+    return Object.keys(PoolerPathsSchema.shape);
+  if (path[0] === "clusters" && path[2] === "pooler") return Object.keys(PoolerSchema.shape);
+  if (path[0] === "clusters" && path[2] === "advice") return Object.keys(AdviceSchema.shape);
   if (path[0] === "clusters") return Object.keys(ClusterSchema.shape);
   if (path[0] === "keys") return Object.keys(KeysSchema.shape);
   if (path[0] === "hba") return Object.keys(HbaSchema.shape);

@@ -4,13 +4,15 @@ import { FleetModel, TenantModel, tenantsOnTier } from "./model";
 /**
  * Renders a cluster's pg_hba.conf from the tenant model. First match wins in pg_hba, so the
  * order is: admin roles, one line per tenant and client CIDR admitting only that tenant's group
- * to that tenant's database, then an explicit reject for everything else.
+ * to that tenant's database, then an explicit reject for everything else. `poolerCidrs` (where
+ * the cluster's pooler connects from) are admitted like client CIDRs, once each.
  */
 export function renderHba(
   tier: string,
   provisioner: string,
   hba: HbaConfig,
   tenants: readonly TenantModel[],
+  poolerCidrs: readonly string[] = [],
 ): string {
   const type = hba.connectionType;
   const lines = [
@@ -24,7 +26,7 @@ export function renderHba(
   for (const t of [...tenants].sort((a, b) => (a.id < b.id ? -1 : 1))) {
     // An offboarded tenant is closed: no line admits anyone to its database.
     if (!t.database.open) continue;
-    for (const cidr of hba.clientCidrs) {
+    for (const cidr of new Set([...hba.clientCidrs, ...poolerCidrs])) {
       lines.push(`${type} ${t.names.database} +${t.names.group} ${cidr} scram-sha-256`);
     }
   }
@@ -41,7 +43,13 @@ export function renderFleetHba(cfg: StackConfig, fleet: FleetModel): Record<stri
   return Object.fromEntries(
     Object.keys(cfg.clusters).map((tier) => [
       tier,
-      renderHba(tier, cfg.clusters[tier].username, cfg.hba, tenantsOnTier(fleet, tier)),
+      renderHba(
+        tier,
+        cfg.clusters[tier].username,
+        cfg.hba,
+        tenantsOnTier(fleet, tier),
+        cfg.clusters[tier].pooler?.sourceCidrs,
+      ),
     ]),
   );
 }

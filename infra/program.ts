@@ -1,11 +1,20 @@
 import * as postgresql from "@pulumi/postgresql";
 import * as pulumi from "@pulumi/pulumi";
 import { Tenant, TenantSecrets, TenantSummary } from "./components/tenant";
-import type { StackConfig } from "./config";
+import { PROJECT, StackConfig, stackFile } from "./config";
 import { renderFleetHba } from "./hba";
+import { InputError } from "./issues";
 import type { Tenant as TenantFile } from "./manifest";
 import { buildFleetModel } from "./model";
-import { clusterProviderName } from "./naming";
+import { clusterProviderName, LoginKind } from "./naming";
+import {
+  AuthEntry,
+  fleetPoolers,
+  PoolerOutput,
+  poolerOutput,
+  poolerProblems,
+  renderAuthFile,
+} from "./pooler";
 import { tenantsOfShard } from "./shards";
 
 /** The stack outputs. Everything secret sits under `credentials`, which is a secret as a whole. */
@@ -15,6 +24,10 @@ export interface FleetOutputs {
   credentials?: pulumi.Output<Record<string, TenantSecrets>>;
   /** Per cluster (tier), the rendered pg_hba.conf. */
   pgHba: Record<string, string>;
+  /** Per cluster with a pooler: its pgbouncer.ini and PgBouncer hba (no secret in either). */
+  pooler?: Record<string, PoolerOutput>;
+  /** Per cluster with a pooler, its auth file of the logins' SCRAM verifiers: a secret. */
+  poolerAuth?: pulumi.Output<Record<string, string>>;
 }
 
 /**
@@ -34,6 +47,19 @@ export async function declareFleet(
   const hbaFleet = buildFleetModel(manifest, cfg);
   const fleet =
     cfg.shard === undefined ? hbaFleet : buildFleetModel(tenantsOfShard(cfg, manifest), cfg);
+  // A pooler that could take more server connections than its cluster has is refused before
+  // anything is declared, like an invalid manifest.
+  const problems = poolerProblems(cfg, hbaFleet);
+  if (problems.length > 0) {
+    throw new InputError(
+      `The poolers of stack ${cfg.stack} do not fit their clusters:`,
+      problems.map((p) => ({
+        file: stackFile(cfg.stack),
+        field: `${PROJECT}:${p.field}`,
+        message: p.message,
+      })),
+    );
+  }
 
   const providers: Record<string, postgresql.Provider> = {};
   for (const [tier, cluster] of Object.entries(cfg.clusters)) {
@@ -52,6 +78,7 @@ export async function declareFleet(
 
   const summaries: Record<string, TenantSummary> = {};
   const secrets: Record<string, pulumi.Output<TenantSecrets>> = {};
+  const authEntries: Record<string, Array<pulumi.Output<AuthEntry>>> = {};
   for (const model of fleet.tenants) {
     const tenant = new Tenant(model.logical.tenant, {
       model,
@@ -70,8 +97,21 @@ export async function declareFleet(
     });
     summaries[model.id] = tenant.summary;
     secrets[model.id] = tenant.secrets;
+    // The pooler of each cluster the tenant's logins exist on (a moving tenant's are on both).
+    if (model.database.open) {
+      for (const tier of [model.tier, ...(model.move !== undefined ? [model.move.to] : [])]) {
+        if (cfg.clusters[tier].pooler === undefined) continue;
+        for (const role of model.roles.filter((r) => r.login)) {
+          const kind = role.kind as LoginKind;
+          (authEntries[tier] ??= []).push(
+            tenant.verifiers[kind].apply((verifier) => ({ user: role.name, verifier })),
+          );
+        }
+      }
+    }
     await nextTurn();
   }
+  const poolers = fleetPoolers(cfg, hbaFleet);
 
   return {
     tenants: summaries,
@@ -79,6 +119,22 @@ export async function declareFleet(
       ? { credentials: pulumi.secret(pulumi.output(secrets)) }
       : {}),
     pgHba: renderFleetHba(cfg, hbaFleet),
+    ...(poolers.length > 0
+      ? {
+          pooler: Object.fromEntries(poolers.map((p) => [p.tier, poolerOutput(p)])),
+          // Each stack's file holds the logins it declares; a cluster shared by shards takes the
+          // lines of every stack's file (each login is declared by exactly one stack).
+          poolerAuth: pulumi.secret(
+            pulumi
+              .all(Object.fromEntries(poolers.map((p) => [p.tier, authEntries[p.tier] ?? []])))
+              .apply((byTier) =>
+                Object.fromEntries(
+                  Object.entries(byTier).map(([tier, entries]) => [tier, renderAuthFile(entries)]),
+                ),
+              ),
+          ),
+        }
+      : {}),
   };
 }
 

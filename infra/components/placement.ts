@@ -8,6 +8,7 @@ export interface TenantPlacementArgs {
   model: TenantModel;
   /** The cluster's provisioning role: it keeps membership of the owner to manage the database. */
   provisioner: string;
+  /** Per login, the password as the server stores it (its SCRAM verifier). */
   passwords: Record<LoginKind, pulumi.Input<string>>;
 }
 

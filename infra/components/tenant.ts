@@ -4,6 +4,7 @@ import * as random from "@pulumi/random";
 import type { ClusterConfig, KeysConfig } from "../config";
 import type { TenantModel } from "../model";
 import { LOGIN_KINDS, LoginKind } from "../naming";
+import { scramVerifier } from "../scram";
 import { Credentials, TenantCredentials } from "./credentials";
 import { TenantKey } from "./key";
 import { TenantPlacement } from "./placement";
@@ -29,6 +30,8 @@ export interface TenantSummary {
   keyProvider: KeysConfig["provider"];
   keyAlias?: string;
   credentialsSecretArns?: Record<LoginKind, pulumi.Output<string>>;
+  /** Where applications reach the cluster's pooler (a cluster with `pooler` only). */
+  pooler?: { host: string; port: number };
 }
 
 /** What the stack exports about a tenant as a secret (local key provider). */
@@ -43,6 +46,11 @@ export class Tenant extends pulumi.ComponentResource {
   public readonly summary: TenantSummary;
   /** Credentials and data key, for stacks without a secret store: always a secret. */
   public readonly secrets: pulumi.Output<TenantSecrets>;
+  /**
+   * Per login, the SCRAM verifier that is the role's password on the server and its line in
+   * the pooler's auth file: always a secret.
+   */
+  public readonly verifiers: Record<LoginKind, pulumi.Output<string>>;
   public readonly placement: TenantPlacement;
   /** The placement on the tier a declared move goes to (empty until `npm run move` copies). */
   public readonly targetPlacement?: TenantPlacement;
@@ -52,6 +60,7 @@ export class Tenant extends pulumi.ComponentResource {
     const { model } = args;
 
     const passwords = {} as Record<LoginKind, pulumi.Output<string>>;
+    const verifiers = {} as Record<LoginKind, pulumi.Output<string>>;
     for (const login of LOGIN_KINDS) {
       const password = new random.RandomPassword(
         `${name}-${login}-password`,
@@ -59,13 +68,27 @@ export class Tenant extends pulumi.ComponentResource {
         { parent: this },
       );
       passwords[login] = pulumi.secret(password.result);
+      // The server stores the verifier the program computes, not one of its own with a random
+      // salt: the pooler's auth file holds the same string, and pass-through needs both equal.
+      // The salt is random once and then stable, so the verifier changes only with the password.
+      const salt = new random.RandomBytes(
+        `${name}-${login}-salt`,
+        { length: 16 },
+        { parent: this },
+      );
+      verifiers[login] = pulumi.secret(
+        pulumi
+          .all([password.result, salt.base64])
+          .apply(([plain, saltBase64]) => scramVerifier(plain, saltBase64)),
+      );
     }
+    this.verifiers = verifiers;
 
     const key = new TenantKey(`${name}-key`, { model, keys: args.keys }, { parent: this });
 
     this.placement = new TenantPlacement(
       model.logical.placement,
-      { model, provisioner: args.cluster.username, passwords },
+      { model, provisioner: args.cluster.username, passwords: verifiers },
       { parent: this, providers: { postgresql: args.provider } },
     );
 
@@ -73,7 +96,7 @@ export class Tenant extends pulumi.ComponentResource {
       const target = args.moveTarget;
       this.targetPlacement = new TenantPlacement(
         target.model.logical.placement,
-        { model: target.model, provisioner: target.cluster.username, passwords },
+        { model: target.model, provisioner: target.cluster.username, passwords: verifiers },
         { parent: this, providers: { postgresql: target.provider } },
       );
     }
@@ -106,6 +129,9 @@ export class Tenant extends pulumi.ComponentResource {
       keyProvider: args.keys.provider,
       ...(args.keys.provider === "aws-kms"
         ? { keyAlias: model.key.alias, credentialsSecretArns: credentials.secretArns }
+        : {}),
+      ...(args.cluster.pooler !== undefined
+        ? { pooler: { host: args.cluster.pooler.host, port: args.cluster.pooler.port } }
         : {}),
     };
     this.secrets = pulumi.secret(

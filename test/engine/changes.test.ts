@@ -80,7 +80,7 @@ function changed(run: EngineRun): string[] {
     manifest = [...manifest, { id: "hooli", tier: "standard" }];
     const { run } = await fleet.apply(manifest);
     const steps = changed(run!);
-    expect(steps).toHaveLength(25);
+    expect(steps).toHaveLength(27);
     expect(steps.filter((s) => !/^create hooli[@-]|^create hooli$/.test(s))).toEqual([]);
     expect(await rows()).toEqual({ acme: 3, globex: 2 });
   });

@@ -53,8 +53,8 @@ async function snapshots(fleet: Fleet): Promise<Record<string, CatalogSnapshot>>
 
     it("previews an empty stack with exactly the resources the mock runtime registers, then creates them", async () => {
       const expected = await mockRuntimeUrns(FLEET_STACK, engineFleet.config);
-      // 25 per tenant (its four components included), the stack and the two cluster providers.
-      expect(expected).toHaveLength(1 + 2 + TENANTS.length * 25);
+      // 27 per tenant (its four components included), the stack and the two cluster providers.
+      expect(expected).toHaveLength(1 + 2 + TENANTS.length * 27);
       const preview = await engineFleet.engine!.preview();
       expect(declared(preview.steps.keys())).toEqual(expected);
       expect(new Set(preview.steps.values())).toEqual(new Set(["create"]));

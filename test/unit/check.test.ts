@@ -1,6 +1,7 @@
 import { beforeAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import * as path from "path";
+import { scramVerifier } from "../../infra/scram";
 import { Registration, recordProgram, runPolicies, summarize } from "../../tools/check";
 import { loadStack, loadStackTenants } from "../../tools/stack";
 
@@ -50,16 +51,22 @@ describe("recordProgram", () => {
       "urn:pulumi:local::pg-tenants::pulumi:providers:postgresql::cluster-standard",
     );
     const rw = named(local, "acme@standard-role-rw");
+    // The role's password is the SCRAM verifier of the generated password and the login's salt.
     assert.deepEqual(rw.propertyDependencies.password, [
       "urn:pulumi:local::pg-tenants::pg-tenants:index:Tenant$random:index/randomPassword:RandomPassword::acme-rw-password",
+      "urn:pulumi:local::pg-tenants::pg-tenants:index:Tenant$random:index/randomBytes:RandomBytes::acme-rw-salt",
     ]);
     const revoke = named(local, "acme@standard-grant-public-revoke");
     assert.deepEqual(revoke.propertyDependencies.database, [db.urn]);
     assert.equal(local.filter((r) => r.type === "pulumi:pulumi:Stack").length, 0);
   });
 
-  it("never holds a generated secret: passwords are placeholders", () => {
-    assert.equal(named(local, "acme@standard-role-rw").inputs.password, "placeholder-not-a-secret");
+  it("never holds a generated secret: passwords are placeholders", async () => {
+    // The verifier of the placeholder under the check's all-zero salt.
+    assert.equal(
+      named(local, "acme@standard-role-rw").inputs.password,
+      await scramVerifier("placeholder-not-a-secret", Buffer.alloc(32).toString("base64")),
+    );
   });
 
   it("summarizes per tenant what will exist", () => {

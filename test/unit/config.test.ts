@@ -45,6 +45,26 @@ describe("parseStackConfig", () => {
         idleInTransactionSessionTimeoutMs: 300000,
         authenticationTimeoutS: 5,
       },
+      pooler: {
+        host: "127.0.0.1",
+        port: 56432,
+        listenAddr: "127.0.0.1",
+        sourceCidrs: ["127.0.0.1/32"],
+        poolSize: 4,
+        maxDbConnections: 6,
+        rwMaxConnections: 4,
+        roMaxConnections: 2,
+        maxClientConnections: 2000,
+        queryWaitTimeoutMs: 30000,
+        serverIdleTimeoutMs: 60000,
+        paths: {},
+      },
+      advice: {
+        maxLoadShare: 0.5,
+        minLoadMsPerSecond: 50,
+        maxConnectionUse: 0.8,
+        maxSizeMb: 10240,
+      },
     });
     assert.deepEqual(cfg.keys, {
       provider: "local",
@@ -96,7 +116,7 @@ describe("parseStackConfig", () => {
       "an unknown cluster field",
       (r) => ((r.clusters as Record<string, Record<string, unknown>>).premium.user = "x"),
       [
-        `${F}: pg-tenants:clusters.premium.user: unknown field; allowed: host, port, database, username, sslmode, maxConnections, connectTimeout, connectionLimit, statementTimeoutMs, server`,
+        `${F}: pg-tenants:clusters.premium.user: unknown field; allowed: host, port, database, username, sslmode, maxConnections, connectTimeout, connectionLimit, statementTimeoutMs, server, pooler, advice`,
       ],
     ],
     [

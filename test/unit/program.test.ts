@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { beforeAll, describe, it } from "@jest/globals";
 import * as pulumi from "@pulumi/pulumi";
 import { databaseOptions, keyOptions } from "../../infra/options";
-import { RecordingMocks, resolve } from "../../harness/mocks";
+import { scramVerifier } from "../../infra/scram";
+import { mockedOutputs, RecordingMocks, resolve } from "../../harness/mocks";
 import { ofTenant, ProgramRun, runProgram, TenantSpec, unwrapSecrets } from "../../harness/program";
 
 const THREE: TenantSpec[] = [
@@ -17,6 +18,16 @@ const THREE: TenantSpec[] = [
 const IDS = THREE.map((t) => t.id);
 
 const ROLE = "postgresql:index/role:Role";
+
+/** The base64 the mocks give a login's salt. */
+const mockedSalt = (name: string) =>
+  String(
+    mockedOutputs({
+      type: "random:index/randomBytes:RandomBytes",
+      name,
+      inputs: {},
+    } as unknown as pulumi.runtime.MockResourceArgs).base64,
+  );
 const GRANT = "postgresql:index/grant:Grant";
 const DEFAULTS = "postgresql:index/defaultPrivileges:DefaultPrivileges";
 
@@ -27,6 +38,8 @@ function expectedLocal(id: string, tier: string): string[] {
     `pg-tenants:index:Tenant ${id}`,
     `random:index/randomPassword:RandomPassword ${id}-rw-password`,
     `random:index/randomPassword:RandomPassword ${id}-ro-password`,
+    `random:index/randomBytes:RandomBytes ${id}-rw-salt`,
+    `random:index/randomBytes:RandomBytes ${id}-ro-salt`,
     `pg-tenants:index:TenantKey ${id}-key`,
     `random:index/randomBytes:RandomBytes ${id}-key-data`,
     `pg-tenants:index:TenantPlacement ${p}`,
@@ -102,7 +115,7 @@ describe("the program with the local key provider, three tenants over two tiers"
       providers.map((p) => p.name),
       ["cluster-standard", "cluster-premium"],
     );
-    assert.equal(run.registrations.length, 2 + 3 * 25);
+    assert.equal(run.registrations.length, 2 + 3 * 27);
   });
 
   it("configures each cluster's provider as the non-superuser provisioning role", () => {
@@ -129,7 +142,7 @@ describe("the program with the local key provider, three tenants over two tiers"
     }
   });
 
-  it("declares the roles of the isolation model, without cluster privileges", () => {
+  it("declares the roles of the isolation model, without cluster privileges", async () => {
     const base = {
       inherit: true,
       superuser: false,
@@ -157,7 +170,13 @@ describe("the program with the local key provider, three tenants over two tiers"
         name: `tenant_acme_${login}`,
         login: true,
         connectionLimit: 20,
-        password: { secret: `pw-acme-${login}-password` },
+        // The SCRAM verifier of the generated password under the login's own salt (infra/scram.ts).
+        password: {
+          secret: await scramVerifier(
+            `pw-acme-${login}-password`,
+            mockedSalt(`acme-${login}-salt`),
+          ),
+        },
         roles: ["tenant_acme"],
         statementTimeout: 30000,
       });
@@ -173,7 +192,8 @@ describe("the program with the local key provider, three tenants over two tiers"
       name: "tenant_acme",
       owner: "tenant_acme_owner",
       template: "customer_template_v1",
-      connectionLimit: 20,
+      // Both logins' limits (20 each on the tier) and the provisioning role's two sessions.
+      connectionLimit: 42,
       allowConnections: true,
       isTemplate: false,
     });
@@ -337,9 +357,11 @@ describe("the program with the local key provider, three tenants over two tiers"
         ro: "tenant_acme_ro",
       },
       keyProvider: "local",
+      pooler: { host: "127.0.0.1", port: 56432 },
     });
-    const plain = JSON.stringify([run.outputs.tenants, run.outputs.pgHba]);
+    const plain = JSON.stringify([run.outputs.tenants, run.outputs.pgHba, run.outputs.pooler]);
     assert.ok(!plain.includes("pw-"), "no password in plain outputs");
+    assert.ok(!plain.includes("SCRAM-SHA-256$"), "no verifier in plain outputs");
     const credentials = await resolve(run.outputs.credentials!);
     assert.equal(credentials.secret, true);
     assert.deepEqual(Object.keys(credentials.value).sort(), IDS);
@@ -404,18 +426,13 @@ describe("adding a tenant", () => {
     const before3 = await runProgram("local", THREE);
     const after4 = await runProgram("local", [...THREE, { id: "hooli", tier: "premium" }]);
     for (const id of IDS) {
-      const a = ofTenant(before3.registrations, id).map((r) => [
-        r.type,
-        r.name,
-        r.provider,
-        r.inputs,
-      ]);
-      const b = ofTenant(after4.registrations, id).map((r) => [
-        r.type,
-        r.name,
-        r.provider,
-        r.inputs,
-      ]);
+      // By name: logins register once their verifiers are computed, in either order.
+      const byName = (run: ProgramRun) =>
+        ofTenant(run.registrations, id)
+          .map((r) => [r.type, r.name, r.provider, r.inputs])
+          .sort((x, y) => String(x[1]).localeCompare(String(y[1])));
+      const a = byName(before3);
+      const b = byName(after4);
       assert.deepEqual(b, a, id);
     }
     assert.deepEqual(lines(after4, "hooli"), expectedLocal("hooli", "premium").sort());
@@ -435,7 +452,7 @@ describe("the program with the aws-kms key provider", () => {
         [...expectedLocal(t.id, t.tier), ...AWS_EXTRA(t.id)].sort(),
       );
     }
-    assert.equal(run.registrations.length, 2 + 3 * 32);
+    assert.equal(run.registrations.length, 2 + 3 * 34);
   });
 
   it("declares the key with rotation, a deletion window, tags and protection", () => {
