@@ -113,13 +113,19 @@ export class EngineDeployer {
     return this.stack;
   }
 
-  async up(opts: { refresh?: boolean } = {}): Promise<EngineRun> {
+  /** `pulumi up` after a preview; `onEvent` sees the update's engine events as they come. */
+  async up(
+    opts: { refresh?: boolean; onEvent?: (event: EngineEvent) => void } = {},
+  ): Promise<EngineRun> {
     const stack = await this.open();
     const r = recorder();
     const result = await previewThenUp(stack, {
-      ...opts,
+      refresh: opts.refresh,
       onOutput: r.onOutput,
-      onEvent: r.onEvent,
+      onEvent: (event) => {
+        r.onEvent(event);
+        opts.onEvent?.(event);
+      },
     });
     return { changes: result.summary.resourceChanges ?? {}, steps: r.steps, output: r.output() };
   }

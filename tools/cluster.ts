@@ -57,6 +57,9 @@ export interface RunningCluster {
   provisionerClient(database?: string): Promise<Client>;
   /** Writes pg_hba.conf, reloads, and fails unless every line parsed and the reload took effect. */
   writeHba(text: string): Promise<void>;
+  /** Stops the server at once (as a crash would), keeping its data; `resume` starts it again. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -423,6 +426,12 @@ export async function startCluster(spec: ClusterSpec): Promise<RunningCluster> {
       } finally {
         await admin.end();
       }
+    },
+    async pause(): Promise<void> {
+      stopClusterDir(dataDir, pgVersion, "immediate");
+    },
+    async resume(): Promise<void> {
+      if (!isRunning(bin, dataDir, user)) pgCtlStart(resolved, bin, user);
     },
     async stop(): Promise<void> {
       stopClusterDir(dataDir, pgVersion);

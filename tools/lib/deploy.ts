@@ -73,8 +73,26 @@ export function writeWorkspace(run: StackRun): void {
   fs.writeFileSync(stackFile, stringify(doc), { mode: 0o600 });
 }
 
+/**
+ * When the engine ends a run early (a resource failed, a cluster went away), registrations the
+ * inline program still has in flight reject with "Resource monitor is terminating" after the
+ * run has already failed with the engine's own error. The Pulumi runner ignores those; a tool
+ * running the program inline must too, or they surface as unhandled rejections. Anything else
+ * unhandled is rethrown.
+ */
+let terminationFilterInstalled = false;
+function ignoreMonitorTermination(): void {
+  if (terminationFilterInstalled) return;
+  terminationFilterInstalled = true;
+  process.on("unhandledRejection", (reason) => {
+    if (reason instanceof Error && reason.message === "Resource monitor is terminating") return;
+    throw reason;
+  });
+}
+
 /** The stack of a run, created on first use, with its config and secrets in place. */
 export async function openStack(run: StackRun): Promise<Stack> {
+  ignoreMonitorTermination();
   const { LocalWorkspace, PulumiCommand } = await import("@pulumi/pulumi/automation");
   fs.mkdirSync(run.backendDir, { recursive: true, mode: 0o700 });
   writeWorkspace(run);
