@@ -12,6 +12,18 @@ import { sslOptions, TlsTrust } from "./ssl";
 /** SQLSTATE invalid_password: the cached password is stale (rotated). */
 const INVALID_PASSWORD = "28P01";
 
+/**
+ * A rejected password as the server (28P01) or PgBouncer (08P01 "SASL authentication failed",
+ * its protocol_violation code for every failed login) reports it.
+ */
+export function isPasswordRejection(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return (
+    e.code === INVALID_PASSWORD ||
+    (e.code === "08P01" && /SASL authentication failed/.test(e.message ?? ""))
+  );
+}
+
 export interface TenantConnectorOptions {
   directory: TenantDirectory;
   credentials: CredentialsProvider;
@@ -27,12 +39,21 @@ export interface TenantConnectorOptions {
   acquireTimeoutMs?: number;
   /** Opening one server connection fails after this long (default 10 s). */
   connectTimeoutMs?: number;
-  /** Credentials are re-fetched after this long (default 5 min), and at once after 28P01. */
+  /**
+   * Credentials are re-fetched after this long (default 5 min), and at once after a rejected
+   * password (28P01 from the server, 08P01 "SASL authentication failed" from PgBouncer).
+   */
   credentialsTtlMs?: number;
   /** `application_name` of every connection, as `pg_stat_activity` shows it (default pg-tenants). */
   applicationName?: string;
   /** CA certificates for sslmode verify-ca/verify-full (default: Node's trusted CAs). */
   tls?: TlsTrust;
+  /**
+   * `pooler`: connect through the cluster's PgBouncer (the `tenants` output's `pooler`), with
+   * the same credentials; many processes then share the tenant's bounded server connections.
+   * Default `cluster`: straight to the cluster.
+   */
+  via?: "cluster" | "pooler";
 }
 
 /** The connection a request's function receives: query it; do not end it. */
@@ -197,7 +218,7 @@ export class TenantConnector {
     try {
       return await this.connectAs(tenant, login, await this.credentials.get(tenantId, login));
     } catch (err) {
-      if ((err as { code?: string }).code !== INVALID_PASSWORD) throw err;
+      if (!isPasswordRejection(err)) throw err;
       // The password was rotated since it was cached: fetch it once more, and try once more.
       this.authRetries++;
       this.credentials.invalidate(tenantId, login);
@@ -217,9 +238,15 @@ export class TenantConnector {
           `the stack says ${expected.database} and ${expected.user}: refusing to connect`,
       );
     }
+    const endpoint = this.options.via === "pooler" ? tenant.pooler : creds;
+    if (endpoint === undefined) {
+      throw new Error(
+        `tenant ${tenant.id}'s cluster ${tenant.cluster} has no pooler in the stack's tenants output; connect with via: "cluster"`,
+      );
+    }
     const client = new pg.Client({
-      host: creds.host,
-      port: creds.port,
+      host: endpoint.host,
+      port: endpoint.port,
       database: creds.database,
       user: creds.user,
       password: creds.password,

@@ -16,6 +16,8 @@ export interface TenantSummaryView {
   keyProvider?: string;
   keyAlias?: string;
   state?: string;
+  /** The cluster's pooler (PgBouncer), where the stack declares one. */
+  pooler?: { host: string; port: number };
 }
 
 /** Lifecycle state of each tenant from the manifest (`tenants/<id>.yaml` `state`). */
@@ -43,6 +45,8 @@ export interface ResolvedTenant {
   /** The login role of each kind: a connection for `rw` must authenticate as exactly this. */
   readonly logins: Readonly<Record<LoginKind, string>>;
   readonly keyAlias?: string;
+  /** Where the cluster's pooler listens, if the stack declares one. */
+  readonly pooler?: Readonly<{ host: string; port: number }>;
 }
 
 /** The states view from validated tenant files (infra/manifest.ts `loadManifest`). */
@@ -181,5 +185,8 @@ function toResolved(id: string, s: TenantSummaryView): ResolvedTenant {
     database: s.database,
     logins: Object.freeze({ rw: s.roles.rw, ro: s.roles.ro }),
     ...(s.keyAlias !== undefined ? { keyAlias: s.keyAlias } : {}),
+    ...(s.pooler !== undefined
+      ? { pooler: Object.freeze({ host: s.pooler.host, port: Number(s.pooler.port) }) }
+      : {}),
   });
 }

@@ -3,7 +3,7 @@
  * tenant's own database as its own rw or ro login, with per-tenant encryption helpers and
  * connection metrics. See TenantConnector.
  */
-export { TenantConnector } from "./connector";
+export { isPasswordRejection, TenantConnector } from "./connector";
 export type { TenantClient, TenantConnectorOptions } from "./connector";
 export { RESOLVABLE_STATE, statesFromManifest, TenantDirectory } from "./directory";
 export type {

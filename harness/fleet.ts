@@ -6,8 +6,14 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { Credentials } from "../infra/components/credentials";
 import type { TenantSummary } from "../infra/components/tenant";
-import { DEFAULT_SERVER_CONFIG, parseStackConfig, ServerConfig, StackConfig } from "../infra/config";
+import {
+  DEFAULT_SERVER_CONFIG,
+  parseStackConfig,
+  ServerConfig,
+  StackConfig,
+} from "../infra/config";
 import { renderHba } from "../infra/hba";
+import type { PoolerOutput } from "../infra/pooler";
 import type { FleetOutputs } from "../infra/program";
 import { Client } from "pg";
 import { RunningCluster, startCluster } from "../tools/cluster";
@@ -53,12 +59,17 @@ export interface FleetOptions {
   deployNow?: boolean;
   /** Server settings of every cluster (the stack's `server`), over the stack config's defaults. */
   server?: Partial<ServerConfig>;
+  /** More settings of a tier's cluster in the stack config (e.g. its `pooler`). */
+  cluster?: (tier: string) => Record<string, unknown>;
 }
 
 export interface ResolvedOutputs {
   tenants: Record<string, TenantSummary>;
   credentials: Record<string, { rw: Credentials; ro: Credentials; dataKey: string }>;
   pgHba: Record<string, string>;
+  /** Clusters with a pooler: its configuration, and its auth file (a secret output). */
+  pooler?: Record<string, PoolerOutput>;
+  poolerAuth?: Record<string, string>;
 }
 
 export interface ApplyResult {
@@ -136,6 +147,7 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
         connectionLimit: 20,
         statementTimeoutMs: 30000,
         ...(opts.server !== undefined ? { server: opts.server } : {}),
+        ...opts.cluster?.(tier),
       };
     }
   } catch (err) {
@@ -256,10 +268,13 @@ function settle<T>(value: pulumi.Input<T> | undefined): Promise<T | undefined> {
 
 async function resolveOutputs(raw: FleetOutputs): Promise<ResolvedOutputs> {
   const credentials = (await settle(raw.credentials)) ?? {};
+  const poolerAuth = await settle(raw.poolerAuth);
   return {
     tenants: raw.tenants,
     credentials: credentials as ResolvedOutputs["credentials"],
     pgHba: raw.pgHba,
+    ...(raw.pooler !== undefined ? { pooler: raw.pooler } : {}),
+    ...(poolerAuth !== undefined ? { poolerAuth } : {}),
   };
 }
 

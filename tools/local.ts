@@ -3,6 +3,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Stack, UpResult } from "@pulumi/pulumi/automation";
 import type { Credentials } from "../infra/components/credentials";
+import type { TenantSummary } from "../infra/components/tenant";
 import type { StackConfig } from "../infra/config";
 import { renderFleetHba } from "../infra/hba";
 import type { Tenant } from "../infra/manifest";
@@ -22,6 +23,7 @@ import {
 } from "./lib/cli";
 import { changedNothing, describeChanges, openStack, previewThenUp, StackRun } from "./lib/deploy";
 import { Engine, engineChoice, findEngine, findInstalledCli, goVersion } from "./lib/engine";
+import { deployedPoolers, stopLocalPoolers, syncLocalPoolers } from "./pooler";
 import { loadStack, readStackFile } from "./stack";
 
 /**
@@ -44,7 +46,7 @@ import { loadStack, readStackFile } from "./stack";
 
 export const LOCAL_STACK = "local";
 const USAGE =
-  "npm run local | npm run local -- url <tenant> <rw|ro> | npm run local:stop   (tools/local.ts up|url|stop)";
+  "npm run local | npm run local -- url <tenant> <rw|ro> [--pooler] | npm run local:stop   (tools/local.ts up|url|stop)";
 
 export const INSTALL_HINT = "curl -fsSL https://get.pulumi.com | sh";
 
@@ -240,6 +242,9 @@ async function up(io: CommandIo): Promise<number> {
   if (after !== undefined) {
     for (const [tier, running] of Object.entries(clusters)) await running.writeHba(after[tier]);
   }
+  // The poolers follow what is deployed too (tools/pooler.ts).
+  const poolers = deployedPoolers(await stack.outputs());
+  for (const line of await syncLocalPoolers(dir, Object.keys(clusters), poolers)) io.out(line);
   const changes = result.summary.resourceChanges;
   io.out(
     changedNothing(changes)
@@ -282,8 +287,16 @@ function firstEngineError(err: unknown): string {
   return line ?? text.split("\n")[0];
 }
 
-/** `url <tenant> <rw|ro>`: a connection URL of one login, password included, on stdout alone. */
-async function url(io: CommandIo, tenantId: string, login: string): Promise<number> {
+/**
+ * `url <tenant> <rw|ro> [--pooler]`: a connection URL of one login, password included, on
+ * stdout alone; with --pooler, through the cluster's PgBouncer.
+ */
+async function url(
+  io: CommandIo,
+  tenantId: string,
+  login: string,
+  viaPooler = false,
+): Promise<number> {
   if (!(LOGIN_KINDS as readonly string[]).includes(login))
     throw new UsageError(`expected rw or ro, got ${JSON.stringify(login)}\nusage: ${USAGE}`);
   const ctx = loadContext(LOCAL_STACK, io.root);
@@ -307,6 +320,14 @@ async function url(io: CommandIo, tenantId: string, login: string): Promise<numb
       `tenant ${tenantId} is not deployed on the local stack yet: run npm run local`,
     );
   }
+  if (viaPooler) {
+    const pooler = (outputs.tenants?.value as Record<string, TenantSummary> | undefined)?.[tenantId]
+      ?.pooler;
+    if (pooler === undefined)
+      throw new CommandError(`the cluster of tenant ${tenantId} has no pooler in the local stack`);
+    io.out(connectionUrl({ ...c, host: pooler.host, port: pooler.port }));
+    return EXIT.ok;
+  }
   io.out(connectionUrl(c));
   return EXIT.ok;
 }
@@ -324,6 +345,7 @@ async function stop(io: CommandIo): Promise<number> {
   const clusters = fs.existsSync(file)
     ? (JSON.parse(fs.readFileSync(file, "utf8")) as LocalState).clusters
     : {};
+  for (const line of await stopLocalPoolers(dir, Object.keys(cfg.clusters))) io.out(line);
   for (const tier of Object.keys(cfg.clusters)) {
     const dataDir = path.join(dir, clusters[tier]?.dataDir ?? tier);
     const stopped = fs.existsSync(dataDir) && stopClusterDir(dataDir);
@@ -341,9 +363,12 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     // `npm run local` alone means up.
     const [command, ...rest] = argv.length === 0 ? ["up"] : argv;
     if (command === "url") {
-      if (rest.length !== 2)
-        throw new UsageError(`url takes a tenant id and rw or ro\nusage: ${USAGE}`);
-      return url(io, rest[0], rest[1]);
+      const viaPooler = rest.length === 3 && (rest[2] === "--pooler" || rest[2] === "pooler");
+      if (rest.length !== 2 && !viaPooler)
+        throw new UsageError(
+          `url takes a tenant id, rw or ro, and --pooler if wanted\nusage: ${USAGE}`,
+        );
+      return url(io, rest[0], rest[1], viaPooler);
     }
     if (rest.length > 0 || (command !== "up" && command !== "stop")) {
       throw new UsageError(`expected up, stop or url\nusage: ${USAGE}`);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@jest/globals";
 import * as pulumi from "@pulumi/pulumi";
+import { isPasswordRejection, TenantConnector, TenantDirectory } from "../../client";
 import { parseStackConfig, StackConfig } from "../../infra/config";
 import { renderHba } from "../../infra/hba";
 import { InputError } from "../../infra/issues";
@@ -402,5 +403,62 @@ describe("the program's pooler outputs (local stack under mocks)", () => {
     ).rejects.toThrow(
       'The poolers of stack local do not fit their clusters:\n  - stacks/Pulumi.local.yaml: pg-tenants:clusters.standard.pooler.maxDbConnections: the pooler may open 12 server connections (2 tenant(s), up to 6 each) but cluster "standard" leaves 10 to tenant logins',
     );
+  });
+});
+
+describe("the client library and the pooler", () => {
+  it.each([
+    [{ code: "28P01", message: 'password authentication failed for user "tenant_acme_rw"' }, true],
+    [{ code: "08P01", message: "SASL authentication failed" }, true],
+    [{ code: "08P01", message: "no such database: tenant_globex" }, false],
+    [{ code: "08P01", message: "query_wait_timeout" }, false],
+    [{ code: "28000", message: "pg_hba.conf rejects connection" }, false],
+  ])("re-fetches credentials on %j: %s", (err, expected) => {
+    expect(isPasswordRejection(err)).toBe(expected);
+  });
+
+  it("reads the pooler of each tenant from the tenants output, and refuses to go through one that is not there", async () => {
+    const summary = {
+      cluster: "standard",
+      host: "10.1.0.5",
+      port: 5432,
+      database: "tenant_acme",
+      roles: {
+        group: "tenant_acme",
+        owner: "tenant_acme_owner",
+        rw: "tenant_acme_rw",
+        ro: "tenant_acme_ro",
+      },
+    };
+    const directory = new TenantDirectory({
+      tenants: {
+        acme: { ...summary, pooler: { host: "pooler.internal", port: 6432 } },
+        bare: {
+          ...summary,
+          database: "tenant_bare",
+          roles: { ...summary.roles, rw: "tenant_bare_rw", ro: "tenant_bare_ro" },
+        },
+      },
+    });
+    expect(directory.byId("acme").pooler).toEqual({ host: "pooler.internal", port: 6432 });
+    expect(directory.byId("bare").pooler).toBeUndefined();
+    const connector = new TenantConnector({
+      directory,
+      via: "pooler",
+      credentials: {
+        fetch: async () => ({
+          host: "10.1.0.5",
+          port: 5432,
+          database: "tenant_bare",
+          user: "tenant_bare_rw",
+          password: "x",
+          sslmode: "disable",
+        }),
+      },
+    });
+    await expect(connector.withTenant("bare", "rw", async () => 1)).rejects.toThrow(
+      `tenant bare's cluster standard has no pooler in the stack's tenants output; connect with via: "cluster"`,
+    );
+    await connector.close();
   });
 });
