@@ -197,6 +197,17 @@ const ClusterSchema = z.strictObject({
   server: ServerSchema.prefault({}),
   pooler: PoolerSchema.optional(),
   advice: AdviceSchema.prefault({}),
+  /**
+   * What this tier gives its logins back of what the containment model takes away
+   * (infra/containment.ts CAPABILITIES): advisory locks through capped functions, large objects
+   * for the rw login. Both off by default.
+   */
+  capabilities: z
+    .strictObject({
+      advisoryLocks: z.boolean({ error: "must be true or false" }).default(false),
+      largeObjects: z.boolean({ error: "must be true or false" }).default(false),
+    })
+    .prefault({}),
 });
 
 const KeysSchema = z.strictObject({

@@ -163,6 +163,11 @@ export const CAPABILITIES = {
 export type Capability = keyof typeof CAPABILITIES;
 export const CAPABILITY_NAMES = Object.keys(CAPABILITIES) as Capability[];
 
+/** True for the cluster role of a capability (never a tenant's own role). */
+export function isCapabilityRole(name: string): boolean {
+  return CAPABILITY_NAMES.some((c) => CAPABILITIES[c].role === name);
+}
+
 /** The capped advisory-lock wrappers: name, the raw function it calls, and its return type. */
 export const ADVISORY_LOCK_WRAPPERS = [
   { name: "advisory_lock", calls: "pg_advisory_lock", returns: "void" },

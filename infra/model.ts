@@ -1,5 +1,5 @@
 import type { ClusterConfig, StackConfig } from "./config";
-import { EMPTY_TEMPLATE } from "./containment";
+import { CAPABILITIES, CAPABILITY_NAMES, EMPTY_TEMPLATE } from "./containment";
 import { PROVISIONER_DATABASE_SESSIONS } from "./limits";
 import type { Tenant, TenantState } from "./manifest";
 import {
@@ -133,12 +133,18 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
     memberOf: [],
   });
   // Offboarded tenants keep their roles (they hold the grants) but nobody logs in as them.
+  // The capability roles of the tier (cluster roles, not the tenant's) this login may use.
+  const capabilityRoles = (kind: LoginKind): string[] =>
+    CAPABILITY_NAMES.filter(
+      (c) =>
+        cluster.capabilities[c] && (CAPABILITIES[c].logins as readonly LoginKind[]).includes(kind),
+    ).map((c) => CAPABILITIES[c].role);
   const login = (kind: LoginKind): RoleSpec => ({
     kind,
     name: names[kind],
     login: tenant.state === "active",
     connectionLimit,
-    memberOf: [names.group],
+    memberOf: [names.group, ...capabilityRoles(kind)],
     // 0 means no timeout: the provider RESETs the setting rather than storing 0.
     ...(statementTimeoutMs !== undefined && statementTimeoutMs > 0 ? { statementTimeoutMs } : {}),
   });

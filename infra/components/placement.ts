@@ -1,5 +1,6 @@
 import * as postgresql from "@pulumi/postgresql";
 import * as pulumi from "@pulumi/pulumi";
+import { isCapabilityRole } from "../containment";
 import { CLUSTER_PRIVILEGES, TenantModel } from "../model";
 import type { LoginKind, RoleKind } from "../naming";
 import { databaseOptions } from "../options";
@@ -38,7 +39,11 @@ export class TenantPlacement extends pulumi.ComponentResource {
           connectionLimit: spec.connectionLimit,
           password,
           // Memberships live on the role itself, never also in a GrantRole (#131).
-          roles: spec.memberOf.map((group) => roleOutput(roles, model, group)),
+          // The tenant's group as a dependency; the tier's capability roles (cluster roles the
+          // bootstrap creates) by name.
+          roles: spec.memberOf.map((group) =>
+            isCapabilityRole(group) ? group : roleOutput(roles, model, group),
+          ),
           statementTimeout: spec.statementTimeoutMs,
         },
         { parent: this },

@@ -1,4 +1,5 @@
 import type { PolicyConfigSchema, ResourceValidationPolicy } from "@pulumi/policy";
+import { CAPABILITIES, CAPABILITY_NAMES } from "../../infra/containment";
 import { parseTenantName, tenantNames } from "../../infra/naming";
 import { configOf, isTrue, NAME_PREFIX_SCHEMA, TYPES } from "../tenancy";
 
@@ -8,11 +9,19 @@ interface Config {
   namePrefix: string;
 }
 
+/** The capability roles a login of this kind may hold (a tier's choice, infra/containment.ts). */
+function capabilityRolesOf(kind: string): string[] {
+  return CAPABILITY_NAMES.filter((c) =>
+    (CAPABILITIES[c].logins as readonly string[]).includes(kind),
+  ).map((c) => CAPABILITIES[c].role);
+}
+
 /**
  * Membership is how PostgreSQL privileges flow between roles: a login that is a member of
  * another tenant's role can read that tenant's data. A tenant's logins are members of their own
- * group alone; its group and owner are members of nothing; no tenant role is granted to another
- * tenant's role, nor to anyone but the cluster's provisioning role.
+ * group and of the capability roles their kind may hold (advisory locks for both, large objects
+ * for rw) alone; its group and owner are members of nothing; no tenant role is granted to
+ * another tenant's role, nor to anyone but the cluster's provisioning role.
  */
 export const tenantRoleMemberships: ResourceValidationPolicy = {
   name: "tenant-role-memberships",
@@ -38,10 +47,13 @@ export const tenantRoleMemberships: ResourceValidationPolicy = {
           reportViolation(
             `Role ${name} must not be granted ${granted}, a role of tenant ${other.id}.`,
           );
-        } else if (!isLogin || granted !== group) {
+        } else if (
+          !isLogin ||
+          (granted !== group && !capabilityRolesOf(self.kind).includes(granted))
+        ) {
           reportViolation(
             isLogin
-              ? `Login role ${name} must be a member of its tenant's group ${group} and nothing else (also a member of ${granted}).`
+              ? `Login role ${name} must be a member of its tenant's group ${group} and of no role but ${[...capabilityRolesOf(self.kind)].join(" or ")} (also a member of ${granted}).`
               : `Role ${name} must not be a member of any role (is a member of ${granted}).`,
           );
         }

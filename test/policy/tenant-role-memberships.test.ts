@@ -12,6 +12,15 @@ describe("tenant-role-memberships", () => {
     }
   });
 
+  it("passes the capabilities a tier may give: advisory locks to both logins, large objects to rw", async () => {
+    const rw = withProps(acme.rw(), {
+      roles: ["tenant_acme", "pgtenants_advisory_locks", "pgtenants_large_objects"],
+    });
+    const ro = withProps(acme.ro(), { roles: ["tenant_acme", "pgtenants_advisory_locks"] });
+    assert.deepEqual(await resourceViolations(tenantRoleMemberships, rw), []);
+    assert.deepEqual(await resourceViolations(tenantRoleMemberships, ro), []);
+  });
+
   const roleCases: [
     change: string,
     fixture: () => ReturnType<typeof acme.rw>,
@@ -26,14 +35,28 @@ describe("tenant-role-memberships", () => {
       "a login also a member of its tenant's owner",
       () => withProps(acme.rw(), { roles: ["tenant_acme", "tenant_acme_owner"] }),
       [
-        "Login role tenant_acme_rw must be a member of its tenant's group tenant_acme and nothing else (also a member of tenant_acme_owner).",
+        "Login role tenant_acme_rw must be a member of its tenant's group tenant_acme and of no role but pgtenants_advisory_locks or pgtenants_large_objects (also a member of tenant_acme_owner).",
       ],
     ],
     [
       "a login also a member of a built-in role",
       () => withProps(acme.ro(), { roles: ["tenant_acme", "pg_read_all_data"] }),
       [
-        "Login role tenant_acme_ro must be a member of its tenant's group tenant_acme and nothing else (also a member of pg_read_all_data).",
+        "Login role tenant_acme_ro must be a member of its tenant's group tenant_acme and of no role but pgtenants_advisory_locks (also a member of pg_read_all_data).",
+      ],
+    ],
+    [
+      "the ro login given the large-object capability (rw only)",
+      () => withProps(acme.ro(), { roles: ["tenant_acme", "pgtenants_large_objects"] }),
+      [
+        "Login role tenant_acme_ro must be a member of its tenant's group tenant_acme and of no role but pgtenants_advisory_locks (also a member of pgtenants_large_objects).",
+      ],
+    ],
+    [
+      "the owner given a capability",
+      () => withProps(acme.owner(), { roles: ["pgtenants_advisory_locks"] }),
+      [
+        "Role tenant_acme_owner must not be a member of any role (is a member of pgtenants_advisory_locks).",
       ],
     ],
     [

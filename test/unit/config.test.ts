@@ -65,6 +65,7 @@ describe("parseStackConfig", () => {
         maxConnectionUse: 0.8,
         maxSizeMb: 10240,
       },
+      capabilities: { advisoryLocks: false, largeObjects: false },
     });
     assert.deepEqual(cfg.keys, {
       provider: "local",
@@ -116,7 +117,7 @@ describe("parseStackConfig", () => {
       "an unknown cluster field",
       (r) => ((r.clusters as Record<string, Record<string, unknown>>).premium.user = "x"),
       [
-        `${F}: pg-tenants:clusters.premium.user: unknown field; allowed: host, port, database, username, sslmode, maxConnections, connectTimeout, connectionLimit, statementTimeoutMs, server, pooler, advice`,
+        `${F}: pg-tenants:clusters.premium.user: unknown field; allowed: host, port, database, username, sslmode, maxConnections, connectTimeout, connectionLimit, statementTimeoutMs, server, pooler, advice, capabilities`,
       ],
     ],
     [
