@@ -4,10 +4,10 @@ import * as os from "os";
 import * as path from "path";
 import type { EvaluateResult } from "./workers/evaluate";
 import { benchClientOverhead } from "./client";
-import { runChecks, runProvisioning, Section } from "./sections";
+import { runChecks, runCliStart, runProvisioning, Section } from "./sections";
 
 /**
- * `npm run bench [-- --quick] [-- --only program,provision,check,audit,client] [-- --write]`:
+ * `npm run bench [-- --quick] [-- --only program,provision,check,audit,client,cli] [-- --write]`:
  * compiles the program and the workers into dist/, then measures, each figure in a fresh child
  * process (clean peak RSS): program evaluation under the mock runtime against the
  * straightforward baseline, provisioning on real embedded clusters against raw SQL, and the
@@ -38,10 +38,10 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--only") (argv[++i] ?? "").split(",").forEach((s) => only.add(s.trim()));
     else
       throw new Error(
-        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client] [--write|--no-write]`,
+        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client,cli] [--write|--no-write]`,
       );
   }
-  const known = ["program", "provision", "check", "audit", "client"];
+  const known = ["program", "provision", "check", "audit", "client", "cli"];
   const unknown = [...only].filter((s) => !known.includes(s));
   if (unknown.length > 0)
     throw new Error(`unknown section(s) ${unknown.join(", ")}; sections: ${known.join(", ")}`);
@@ -347,7 +347,7 @@ async function clientSection(opts: Options): Promise<Section> {
   };
 }
 
-async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
   const opts = parseArgs(argv);
   const header = `${opts.quick ? "Quick run" : "Full run"} of ${[...opts.only].join(", ")}:\n\n${machine()}\n`;
   build();
@@ -356,6 +356,7 @@ async function main(argv: string[]): Promise<number> {
   if (opts.only.has("provision")) sections.push(await runProvisioning(opts));
   if (opts.only.has("check") || opts.only.has("audit")) sections.push(...(await runChecks(opts)));
   if (opts.only.has("client")) sections.push(await clientSection(opts));
+  if (opts.only.has("cli")) sections.push(runCliStart(opts));
   console.log([header, ...sections.map((s) => s.markdown)].join("\n"));
   if (opts.write)
     writeResults(sections.map((s) => ({ name: s.name, markdown: `${header}\n${s.markdown}` })));

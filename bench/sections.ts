@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { tsNodeArgs } from "../harness/tool";
+import { cliArgs, tsNodeArgs } from "../harness/tool";
 import { tenantYaml } from "../harness/tenantFiles";
 import type { Options } from "./run";
 import type { ProvisionJob, ProvisionResult } from "./workers/provision";
@@ -222,4 +222,55 @@ export async function runChecks(opts: Options): Promise<Section[]> {
     });
   }
   return sections;
+}
+
+/** Wall time of one run of `pg-tenants <args>` from the project root, in ms, and its exit code. */
+function timeCli(args: string[]): { ms: number; status: number | null } {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, cliArgs(args), {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+    timeout: 120_000,
+  });
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, status: r.status };
+}
+
+/**
+ * How fast the command line answers: `--help` and a usage error load only commander and the
+ * command table; `check --stack local` loads TypeScript (ts-node, swc) and the program.
+ */
+export function runCliStart(opts: Options): Section {
+  const runs = opts.quick ? 3 : 10;
+  const cases: Array<{ what: string; args: string[]; limit: number }> = [
+    { what: "`pg-tenants --help`", args: ["--help"], limit: 500 },
+    {
+      what: "`pg-tenants audit --nope` (usage error, exit 2)",
+      args: ["audit", "--nope"],
+      limit: 500,
+    },
+    { what: "`pg-tenants check --stack local`", args: ["check", "--stack", "local"], limit: 3000 },
+  ];
+  console.error(`CLI start: ${cases.length} commands, ${runs} runs each`);
+  const rows = cases.map((c) => {
+    timeCli(c.args); // warm the file cache and ts-node's
+    const times = Array.from({ length: runs }, () => timeCli(c.args));
+    const ms = times.map((t) => t.ms).sort((a, b) => a - b);
+    const median = ms[Math.floor(ms.length / 2)];
+    const status = [...new Set(times.map((t) => t.status))].join(", ");
+    return `| ${c.what} | ${median.toFixed(0)} | ${ms[0].toFixed(0)} | ${c.limit} | ${status} |`;
+  });
+  return {
+    name: "cli",
+    markdown: [
+      "### CLI start",
+      "",
+      `Wall time from process start to exit, ${runs} runs after one warm-up (node bin/pg-tenants.js, NO_COLOR=1).`,
+      "",
+      "| command | median ms | fastest ms | target ms | exit code |",
+      "| ------- | --------- | ---------- | --------- | --------- |",
+      ...rows,
+      "",
+    ].join("\n"),
+  };
 }

@@ -16,3 +16,8 @@ export function tsNodeArgs(
   const bin = require.resolve("ts-node/dist/bin.js");
   return [bin, ...preload.flatMap((p) => ["-r", p]), script, ...args];
 }
+
+/** node's arguments that run `pg-tenants <args>` as a user does (bin/pg-tenants.js). */
+export function cliArgs(args: readonly string[]): string[] {
+  return [path.join(ROOT, "bin", "pg-tenants.js"), ...args];
+}

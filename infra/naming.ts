@@ -15,8 +15,16 @@ export const TENANT_ID_PATTERN = /^[a-z][a-z0-9_]*$/;
 export const ROLE_SUFFIXES = { group: "", owner: "_owner", rw: "_rw", ro: "_ro" } as const;
 
 export type RoleKind = keyof typeof ROLE_SUFFIXES;
-export type LoginKind = "rw" | "ro";
-export const LOGIN_KINDS: readonly LoginKind[] = ["rw", "ro"];
+/** Every role kind, in the order the model lists them (group, owner, then the logins). */
+export const ROLE_KINDS = Object.keys(ROLE_SUFFIXES) as RoleKind[];
+/** The two logins of a tenant: the application's read-write and read-only credentials. */
+export const LOGIN_KINDS = ["rw", "ro"] as const;
+export type LoginKind = (typeof LOGIN_KINDS)[number];
+
+/** True for "rw" and "ro", the login kinds; narrows a string read from outside. */
+export function isLoginKind(value: unknown): value is LoginKind {
+  return (LOGIN_KINDS as readonly unknown[]).includes(value);
+}
 
 /** Restore databases are `<database>_restore_<YYYYMMDDHHMMSS>`: the longest name derived from an id. */
 export const RESTORE_INFIX = "_restore_";
@@ -75,6 +83,11 @@ export function tenantLogicalName(id: string): string {
  */
 export function placementLogicalName(id: string, tier: string): string {
   return `${id}@${tier}`;
+}
+
+/** Logical name of one role of a placement: unique because the placement's name is. */
+export function roleLogicalName(placement: string, kind: RoleKind): string {
+  return `${placement}-role-${kind}`;
 }
 
 /** Logical name of a cluster's provider: tiers are unique keys of the stack config. */

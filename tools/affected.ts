@@ -15,7 +15,7 @@ import {
   tenantsOfShard,
 } from "../infra/shards";
 import { listStacks, readStackFile } from "./stack";
-import { EXIT, parseCommandArgs } from "./lib/cli";
+import { CommandArgs, EXIT, readCommandArgs } from "./lib/cli";
 
 /**
  * `npm run affected -- --base <git ref>`: the stacks a change touches, as a JSON array on
@@ -234,29 +234,19 @@ export function stateMoveCommand(move: ShardMove): string {
   return `pulumi state move --source ${move.from} --dest ${move.to} '${urn}'`;
 }
 
-const USAGE = "npm run affected -- --base <git ref> [--stack <name>]... [--allow-moves]";
-
 export function main(argv: string[], root = process.cwd()): number {
-  let values: { base?: string; stack?: string[]; "allow-moves"?: boolean };
+  let args: CommandArgs;
   try {
-    ({ values } = parseCommandArgs(
-      argv,
-      {
-        base: { type: "string" },
-        stack: { type: "string", multiple: true },
-        "allow-moves": { type: "boolean" },
-      },
-      USAGE,
-    ));
+    args = readCommandArgs(argv, "affected");
   } catch (e) {
-    console.error((e as Error).message);
+    console.error(`error: ${(e as Error).message}`);
     return EXIT.usage;
   }
-  const base = values.base;
-  const only = values.stack ?? [];
-  const allowMoves = values["allow-moves"] === true;
-  if (base === undefined || base === "") {
-    console.error(`--base is required\nusage: ${USAGE}`);
+  const base = args.value("base");
+  const only = args.list("stack");
+  const allowMoves = args.flag("allow-moves");
+  if (base === "") {
+    console.error(`error: --base must name a git revision\nusage: ${args.usage}`);
     return EXIT.usage;
   }
   try {
@@ -265,7 +255,7 @@ export function main(argv: string[], root = process.cwd()): number {
     const unknown = only.filter((s) => !head.stacks.some((h) => h.stack === s));
     if (unknown.length > 0) {
       console.error(
-        `unknown stack(s) ${unknown.join(", ")}; stacks here: ${head.stacks.map((s) => s.stack).join(", ")}`,
+        `error: unknown stack(s) ${unknown.join(", ")}; stacks here: ${head.stacks.map((s) => s.stack).join(", ")}`,
       );
       return EXIT.usage;
     }
@@ -277,7 +267,7 @@ export function main(argv: string[], root = process.cwd()): number {
       const what = `This change moves ${result.moves.length} tenant(s) to another stack:\n${lines.join("\n")}`;
       if (!allowMoves) {
         console.error(
-          `${what}\nMove their state first (see "Re-sharding" in the README), then run again with --allow-moves.`,
+          `error: ${what}\nMove their state first (see "Re-sharding" in the README), then run again with --allow-moves.`,
         );
         return EXIT.failed;
       }
@@ -287,7 +277,7 @@ export function main(argv: string[], root = process.cwd()): number {
     console.log(JSON.stringify(stacks));
     return EXIT.ok;
   } catch (e) {
-    console.error(e instanceof Error ? e.message : String(e));
+    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
     return EXIT.failed;
   }
 }

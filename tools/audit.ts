@@ -12,7 +12,7 @@ import {
   CommandIo,
   EXIT,
   loadContext,
-  parseCommandArgs,
+  readCommandArgs,
   processIo,
   runCommand,
   StackContext,
@@ -28,9 +28,6 @@ import { clusterTarget, mapPool } from "./lib/pg";
  * holds, 1 on any violation (or when a cluster cannot be read), 2 on bad usage.
  */
 
-const USAGE =
-  "npm run audit -- --stack <name> [--format text|json|markdown] [--pool <connections per cluster>]";
-
 export interface AuditOptions {
   /** Connections per cluster for the per-database checks. */
   poolSize: number;
@@ -45,14 +42,22 @@ export async function auditStack(
   const started = performance.now();
   const fleet = buildFleetModel(ctx.tenants, ctx.cfg);
   const tiers = Object.keys(ctx.cfg.clusters);
-  const snapshots = await mapPool(tiers, tiers.length, (tier) =>
-    snapshotCluster(
+  let read = 0;
+  io.progress?.(`audit: reading ${tiers.length} cluster(s) of stack ${ctx.cfg.stack}`);
+  const snapshots = await mapPool(tiers, tiers.length, async (tier) => {
+    const databases = tenantsOnTier(fleet, tier).map((m) => m.database.name);
+    const snapshot = await snapshotCluster(
       clusterTarget(ctx.cfg, tier, ctx.root, io.env),
-      tenantsOnTier(fleet, tier).map((m) => m.database.name),
+      databases,
       ctx.cfg.appSchemas,
       options.poolSize,
-    ),
-  );
+    );
+    read++;
+    io.progress?.(
+      `audit: cluster ${tier} read (${databases.length} tenant database(s)), ${read}/${tiers.length}`,
+    );
+    return snapshot;
+  });
   const findings = auditFleet(ctx.cfg, fleet, snapshots);
   return summarize(
     ctx.cfg.stack,
@@ -65,24 +70,18 @@ export async function auditStack(
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const { values } = parseCommandArgs(
-      argv,
-      {
-        stack: { type: "string", default: "local" },
-        format: { type: "string", default: "text" },
-        pool: { type: "string", default: "4" },
-      },
-      USAGE,
-    );
-    const format = values.format as AuditFormat;
+    const args = readCommandArgs(argv, "audit");
+    const format = args.value("format") as AuditFormat;
     if (!AUDIT_FORMATS.includes(format)) {
-      throw new UsageError(`--format must be one of ${AUDIT_FORMATS.join(", ")}\nusage: ${USAGE}`);
+      throw new UsageError(
+        `--format must be one of ${AUDIT_FORMATS.join(", ")}\nusage: ${args.usage}`,
+      );
     }
-    const poolSize = Number(values.pool);
+    const poolSize = Number(args.value("pool"));
     if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 64) {
-      throw new UsageError(`--pool must be a whole number from 1 to 64\nusage: ${USAGE}`);
+      throw new UsageError(`--pool must be a whole number from 1 to 64\nusage: ${args.usage}`);
     }
-    const ctx = loadContext(values.stack as string, io.root);
+    const ctx = loadContext(args.value("stack"), io.root);
     const report = await auditStack(ctx, io, { poolSize });
     io.out(renderReport(report, format));
     return report.violations === 0 ? EXIT.ok : EXIT.failed;

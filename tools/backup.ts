@@ -9,11 +9,10 @@ import {
   fileStamp,
   findTenant,
   loadContext,
-  parseCommandArgs,
+  readCommandArgs,
   processIo,
   restrictFile,
   runCommand,
-  tenantArg,
 } from "./lib/cli";
 import { clusterTarget, withClient } from "./lib/pg";
 
@@ -24,32 +23,27 @@ import { clusterTarget, withClient } from "./lib/pg";
  * cluster. Default file: backups/<tenant>/<tenant>-<UTC time>.dump.
  */
 
-const USAGE = "npm run backup -- <tenant> [--stack <name>] [--out <file>]";
-
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      { stack: { type: "string", default: "local" }, out: { type: "string" } },
-      USAGE,
-    );
-    const id = tenantArg(positionals, USAGE);
-    const ctx = loadContext(values.stack as string, io.root);
+    const args = readCommandArgs(argv, "backup");
+    const [id] = args.positionals;
+    const ctx = loadContext(args.value("stack"), io.root);
     const { model } = findTenant(ctx, id);
     const now = io.now();
     const file = path.resolve(
       io.root,
-      (values.out as string | undefined) ??
-        path.join("backups", id, `${id}-${fileStamp(now)}.dump`),
+      args.text("out") ?? path.join("backups", id, `${id}-${fileStamp(now)}.dump`),
     );
     if (fs.existsSync(file)) throw new CommandError(`${file} exists already; choose another --out`);
     ensureParent(file);
     const partial = `${file}.partial`;
     const target = clusterTarget(ctx.cfg, model.tier, ctx.root, io.env);
     try {
+      io.progress?.(`backup: dumping ${model.database.name} on cluster ${model.tier}`);
       const result = await withClient(target, model.database.name, (client) =>
         dumpWithStats(client, target, model.database.name, partial, io.env),
       );
+      io.progress?.(`backup: dumped; writing the manifest of ${result.tables.length} table(s)`);
       fs.renameSync(partial, file);
       // A tenant's whole data: readable by the operator alone.
       restrictFile(file);

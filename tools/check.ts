@@ -21,11 +21,11 @@ import { diffManifests, ManifestDiff, readManifestEntries } from "../infra/chang
 import { PROJECT, StackConfig } from "../infra/config";
 import { InputError, InputIssue } from "../infra/issues";
 import { readTenantFiles, SourceFile, Tenant } from "../infra/manifest";
-import { clusterProviderName } from "../infra/naming";
+import { clusterProviderName, ROLE_KINDS, roleLogicalName } from "../infra/naming";
 import { PACK_NAME, policies } from "../policy/pack";
 import { tenantOf, TYPES } from "../policy/tenancy";
 import { evaluateProgram } from "./evaluate";
-import { CommandIo, EXIT, parseCommandArgs, processIo, runCommand, UsageError } from "./lib/cli";
+import { CommandIo, EXIT, processIo, readCommandArgs, runCommand, UsageError } from "./lib/cli";
 import { deploymentIssues, loadStack, loadStackTenants, readStackFile } from "./stack";
 
 /**
@@ -38,8 +38,6 @@ import { deploymentIssues, loadStack, loadStackTenants, readStackFile } from "./
  * 2: bad usage, config or manifest.
  */
 
-const USAGE =
-  "npm run check -- --stack <name> [--format text|markdown|json] [--base <dir or git ref>] [--policy-config <file>]";
 const FORMATS = ["text", "markdown", "json"] as const;
 type Format = (typeof FORMATS)[number];
 
@@ -504,9 +502,12 @@ export function summarize(
           host: String(provider?.inputs.host ?? ""),
           port: Number(provider?.inputs.port ?? 0),
           database: String(db.inputs.name ?? db.name),
-          roles: own
-            .filter((r) => r.type === TYPES.role && r.name.startsWith(`${placement}-`))
-            .map((r) => String(r.inputs.name)),
+          // In the model's order (group, owner, rw, ro), whatever order they registered in.
+          roles: ROLE_KINDS.flatMap((kind) =>
+            own
+              .filter((r) => r.type === TYPES.role && r.name === roleLogicalName(placement, kind))
+              .map((r) => String(r.inputs.name)),
+          ),
         };
       });
     const alias = own.find((r) => r.type === TYPES.kmsAlias);
@@ -800,27 +801,21 @@ export async function check(
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   let format: Format = "text";
   return runCommand(io, async () => {
-    const { values } = parseCommandArgs(
-      argv,
-      {
-        stack: { type: "string" },
-        format: { type: "string" },
-        base: { type: "string" },
-        "policy-config": { type: "string" },
-      },
-      USAGE,
-    );
-    if (values.stack === undefined) throw new UsageError(`missing --stack\nusage: ${USAGE}`);
-    if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) {
-      throw new UsageError(`--format must be one of ${FORMATS.join(", ")}\nusage: ${USAGE}`);
+    const args = readCommandArgs(argv, "check");
+    const stack = args.value("stack");
+    const chosen = args.value("format");
+    if (!(FORMATS as readonly string[]).includes(chosen)) {
+      throw new UsageError(`--format must be one of ${FORMATS.join(", ")}\nusage: ${args.usage}`);
     }
-    format = (values.format as Format | undefined) ?? "text";
+    format = chosen as Format;
+    const base = args.text("base");
+    const policyConfig = args.text("policy-config");
     try {
-      const report = await check(values.stack, {
+      const report = await check(stack, {
         root: io.root,
-        ...(values.base !== undefined ? { base: values.base } : {}),
-        ...(values["policy-config"] !== undefined
-          ? { packConfig: readPackConfig(values["policy-config"], io.root) }
+        ...(base !== undefined ? { base } : {}),
+        ...(policyConfig !== undefined
+          ? { packConfig: readPackConfig(policyConfig, io.root) }
           : {}),
       });
       io.out(
@@ -834,7 +829,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     } catch (e) {
       // Machines reading --format json get the problems as JSON too, besides the message on stderr.
       if (format === "json" && e instanceof InputError) {
-        io.out(JSON.stringify({ stack: values.stack, ok: false, errors: e.issues }, null, 2));
+        io.out(JSON.stringify({ stack, ok: false, errors: e.issues }, null, 2));
       }
       throw e;
     }

@@ -4,23 +4,13 @@ import type { StackConfig } from "../infra/config";
 import { renderFleetHba } from "../infra/hba";
 import type { Tenant } from "../infra/manifest";
 import { buildFleetModel } from "../infra/model";
-import {
-  CommandIo,
-  EXIT,
-  loadContext,
-  parseCommandArgs,
-  processIo,
-  runCommand,
-  UsageError,
-} from "./lib/cli";
+import { CommandIo, EXIT, loadContext, readCommandArgs, processIo, runCommand } from "./lib/cli";
 
 /**
  * `npm run hba -- --stack <name> --out <dir>`: writes `<dir>/pg_hba.<tier>.conf` for every
  * cluster of a stack, rendered from the tenants manifest by the program's own renderer, without
  * Pulumi. The files equal the stack output `pgHba` of the same manifest.
  */
-
-const USAGE = "npm run hba -- --stack <name> --out <dir>";
 
 /** Each cluster's pg_hba.conf, from the whole manifest: every tenant on the tier, moves included. */
 export function renderStackHba(
@@ -37,15 +27,9 @@ export function hbaFileName(tier: string): string {
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const { values } = parseCommandArgs(
-      argv,
-      { stack: { type: "string" }, out: { type: "string" } },
-      USAGE,
-    );
-    if (values.stack === undefined) throw new UsageError(`missing --stack\nusage: ${USAGE}`);
-    if (values.out === undefined) throw new UsageError(`missing --out\nusage: ${USAGE}`);
-    const ctx = loadContext(values.stack, io.root);
-    const out = path.resolve(io.root, values.out);
+    const args = readCommandArgs(argv, "hba");
+    const ctx = loadContext(args.value("stack"), io.root);
+    const out = path.resolve(io.root, args.value("out"));
     fs.mkdirSync(out, { recursive: true });
     for (const [tier, text] of Object.entries(renderStackHba(ctx.cfg, ctx.tenants))) {
       const file = path.join(out, hbaFileName(tier));

@@ -12,10 +12,9 @@ import {
   EXIT,
   findTenant,
   loadContext,
-  parseCommandArgs,
+  readCommandArgs,
   processIo,
   runCommand,
-  tenantArg,
   UsageError,
 } from "./lib/cli";
 import { findPgTool, libpqEnv, requireToolForServer, runPgTool } from "./lib/dump";
@@ -40,8 +39,6 @@ import { compareStats, tableStats, TableStats } from "./lib/tables";
  * logins back, and says which of these succeeded; a failure in 5 says the state and what is left.
  */
 
-const USAGE = "npm run move -- <tenant> [--stack <name>] [--wait <seconds for sessions to end>]";
-
 interface Side {
   target: ClusterTarget;
   admin: Client;
@@ -50,16 +47,12 @@ interface Side {
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      { stack: { type: "string", default: "local" }, wait: { type: "string", default: "30" } },
-      USAGE,
-    );
-    const id = tenantArg(positionals, USAGE);
-    const waitSeconds = Number(values.wait);
+    const args = readCommandArgs(argv, "move");
+    const [id] = args.positionals;
+    const waitSeconds = Number(args.value("wait"));
     if (!Number.isFinite(waitSeconds) || waitSeconds < 0)
-      throw new UsageError(`--wait must be a number of seconds\nusage: ${USAGE}`);
-    const ctx = loadContext(values.stack as string, io.root);
+      throw new UsageError(`--wait must be a number of seconds\nusage: ${args.usage}`);
+    const ctx = loadContext(args.value("stack"), io.root);
     const { tenant, model } = findTenant(ctx, id);
     if (model.move === undefined) {
       throw new CommandError(
@@ -87,6 +80,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       io.out(
         `moving tenant ${id}: database ${model.database.name} from cluster ${model.tier} to cluster ${to}`,
       );
+      io.progress?.(`move: waiting up to ${waitSeconds} s for tenant ${id}'s sessions to end`);
       const frozen = await freeze(source.admin, model, waitSeconds);
       io.out(
         `froze the source: ${frozen.logins.join(", ") || "no login"} set NOLOGIN, no session left`,
@@ -94,6 +88,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       const progress = { loaded: false };
       let expected: TableStats[];
       try {
+        io.progress?.(`move: copying ${model.database.name} to cluster ${to} and verifying it`);
         expected = await copy(
           source,
           dest,

@@ -4,7 +4,7 @@ import * as path from "path";
 import type { Client } from "pg";
 import type { StackConfig } from "../infra/config";
 import type { TenantModel } from "../infra/model";
-import { credentialsSecretName, LOGIN_KINDS } from "../infra/naming";
+import { credentialsSecretName, isLoginKind, LOGIN_KINDS } from "../infra/naming";
 import { PROJECT } from "../infra/config";
 import { quoteIdent } from "../infra/sql";
 import { DumpManifest, dumpWithStats, manifestPath, readManifest, sha256File } from "./lib/archive";
@@ -16,11 +16,10 @@ import {
   fileStamp,
   findTenant,
   loadContext,
-  parseCommandArgs,
+  readCommandArgs,
   processIo,
   restrictFile,
   runCommand,
-  tenantArg,
   UsageError,
 } from "./lib/cli";
 import { ClusterTarget, clusterTarget, connect } from "./lib/pg";
@@ -37,9 +36,6 @@ import { sealFile, sealingKey } from "./lib/seal";
  * tenant from the stack state and schedule its KMS key's deletion (crypto-shredding).
  */
 
-const USAGE =
-  "npm run offboard -- <tenant> [--stack <name>] [--out <file>]  |  npm run offboard -- <tenant> --purge --confirm <tenant> [--final-dump <file>]";
-
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** The first day a purge is allowed: offboardedAt + retentionDays (UTC calendar days). */
@@ -50,19 +46,9 @@ export function retentionEnd(offboardedAt: string, retentionDays: number): strin
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        stack: { type: "string", default: "local" },
-        out: { type: "string" },
-        purge: { type: "boolean", default: false },
-        confirm: { type: "string" },
-        "final-dump": { type: "string" },
-      },
-      USAGE,
-    );
-    const id = tenantArg(positionals, USAGE);
-    const ctx = loadContext(values.stack as string, io.root);
+    const args = readCommandArgs(argv, "offboard");
+    const [id] = args.positionals;
+    const ctx = loadContext(args.value("stack"), io.root);
     const { tenant, model } = findTenant(ctx, id);
     if (model.state !== "offboarded" || model.offboardedAt === undefined) {
       throw new CommandError(
@@ -70,17 +56,10 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       );
     }
     const target = clusterTarget(ctx.cfg, model.tier, ctx.root, io.env);
-    if (values.purge) {
-      return purge(
-        ctx.cfg,
-        model,
-        target,
-        io,
-        values.confirm as string | undefined,
-        values["final-dump"] as string | undefined,
-      );
+    if (args.flag("purge")) {
+      return purge(ctx.cfg, model, target, io, args.text("confirm"), args.text("final-dump"));
     }
-    return finalDump(ctx.cfg, model, target, io, values.out as string | undefined);
+    return finalDump(ctx.cfg, model, target, io, args.text("out"));
   });
 }
 
@@ -171,7 +150,7 @@ async function requireOffboardingApplied(
   );
   if (db.rowCount === 0)
     throw new CommandError(`database ${model.database.name} does not exist on cluster "${tier}"`);
-  const logins = model.roles.filter((r) => r.kind === "rw" || r.kind === "ro").map((r) => r.name);
+  const logins = model.roles.filter((r) => isLoginKind(r.kind)).map((r) => r.name);
   const open = await admin.query<{ rolname: string }>(
     "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[]) AND rolcanlogin ORDER BY 1",
     [logins],

@@ -13,10 +13,9 @@ import {
   EXIT,
   findTenant,
   loadContext,
-  parseCommandArgs,
+  readCommandArgs,
   processIo,
   runCommand,
-  UsageError,
 } from "./lib/cli";
 import { findPgTool, libpqEnv, listArchive, requireToolForServer, runPgTool } from "./lib/dump";
 import { clusterTarget, connect, serverMajor, withClient } from "./lib/pg";
@@ -34,8 +33,6 @@ import { compareStats, tableStats } from "./lib/tables";
  * failure the new database is dropped and the message says so.
  */
 
-const USAGE = "npm run restore -- <tenant> <dump file> [--stack <name>] [--without-manifest]";
-
 /**
  * The live database parked by a swap: `<live>_old_<the restore's time>`, shorter than the
  * restore database's name, so it fits wherever that does (infra/naming.ts LONGEST_SUFFIX_LENGTH).
@@ -48,18 +45,9 @@ export function parkedDatabaseName(live: string, restored: string): string {
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        stack: { type: "string", default: "local" },
-        "without-manifest": { type: "boolean", default: false },
-      },
-      USAGE,
-    );
-    if (positionals.length !== 2)
-      throw new UsageError(`expected a tenant id and a dump file\nusage: ${USAGE}`);
-    const [id, dumpArg] = positionals;
-    const ctx = loadContext(values.stack as string, io.root);
+    const args = readCommandArgs(argv, "restore");
+    const [id, dumpArg] = args.positionals;
+    const ctx = loadContext(args.value("stack"), io.root);
     const { model } = findTenant(ctx, id);
     const dump = path.resolve(io.root, dumpArg);
     if (!fs.existsSync(dump)) throw new CommandError(`dump ${dumpArg} not found`);
@@ -76,7 +64,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
           `${dumpArg} does not match the checksum in its manifest (corrupted or altered); nothing was changed`,
         );
       }
-    } else if (values["without-manifest"] !== true) {
+    } else if (!args.flag("without-manifest")) {
       throw new CommandError(
         `${dumpArg}.json not found: without its manifest neither the dump's tenant nor its checksum nor its row counts can be verified; to restore it anyway pass --without-manifest (the dump's database name is still checked); nothing was changed`,
       );

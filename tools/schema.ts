@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { tenantJsonSchema } from "../infra/manifest";
+import { CommandArgs, EXIT, readCommandArgs } from "./lib/cli";
 
 /**
  * `npm run schema`: writes tenants/tenant.schema.json from the manifest's zod schema, so editors
@@ -12,13 +13,20 @@ export function renderSchema(): string {
   return JSON.stringify(tenantJsonSchema(), null, 2) + "\n";
 }
 
-function main(argv: string[]): number {
+export function main(argv: string[]): number {
+  let args: CommandArgs;
+  try {
+    args = readCommandArgs(argv, "schema");
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    return EXIT.usage;
+  }
   const file = path.resolve(SCHEMA_PATH);
   const text = renderSchema();
-  if (argv.includes("--check")) {
+  if (args.flag("check")) {
     const current = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
     if (current !== text) {
-      console.error(`${SCHEMA_PATH} is out of date: run npm run schema`);
+      console.error(`error: ${SCHEMA_PATH} is out of date: run npm run schema`);
       return 1;
     }
     console.log(`${SCHEMA_PATH} is up to date`);

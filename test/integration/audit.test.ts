@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { AuditReport, Finding } from "../../infra/audit";
 import { main } from "../../tools/audit";
-import { ROOT, tsNodeArgs } from "../../harness/tool";
+import { cliArgs } from "../../harness/tool";
 import { captureIo, passwordEnv, writeStackFile } from "../../harness/dayTwo";
 import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
 
@@ -304,16 +303,32 @@ describe("npm run audit against a provisioned fleet", () => {
   it("prints text by default and exits 1 from the command line on a violation", async () => {
     await superuser("standard", (q) => q("ALTER DATABASE tenant_acme CONNECTION LIMIT 500"));
     try {
-      const run = spawnSync(
-        process.execPath,
-        tsNodeArgs(path.join(ROOT, "tools", "audit.ts"), ["--stack", FLEET_STACK]),
-        {
-          cwd: fleet.root,
-          env: { ...process.env, ...passwordEnv(fleet) },
-          encoding: "utf8",
-        },
+      const run = spawnSync(process.execPath, cliArgs(["audit", "--stack", FLEET_STACK]), {
+        cwd: fleet.root,
+        env: { ...process.env, ...passwordEnv(fleet) },
+        encoding: "utf8",
+      });
+      // Not a terminal: the progress display degrades to plain lines on stderr, one per step
+      // (clusters are read in parallel, so their lines come in either order).
+      const progress = run.stderr.trim().split("\n");
+      assert.equal(progress[0], "audit: reading 2 cluster(s) of stack integration");
+      assert.deepEqual(
+        progress
+          .slice(1)
+          .map((l) => l.replace(/, \d\/2$/, ""))
+          .sort(),
+        [
+          "audit: cluster premium read (1 tenant database(s))",
+          "audit: cluster standard read (2 tenant database(s))",
+        ],
       );
-      assert.equal(run.stderr, "");
+      assert.deepEqual(
+        progress
+          .slice(1)
+          .map((l) => l.slice(-3))
+          .sort(),
+        ["1/2", "2/2"],
+      );
       assert.equal(run.status, 1);
       const lines = run.stdout.trim().split("\n");
       assert.equal(
@@ -358,7 +373,10 @@ describe("npm run audit against a provisioned fleet", () => {
 
     const usage = captureIo(fleet);
     assert.equal(await main(["--stack", FLEET_STACK, "--format", "html"], usage), 2);
-    assert.equal(usage.errors[0].split("\n")[0], "--format must be one of text, json, markdown");
+    assert.equal(
+      usage.errors[0].split("\n")[0],
+      "error: --format must be one of text, json, markdown",
+    );
 
     await fleet.clusters.premium.stop();
     const down = captureIo(fleet);

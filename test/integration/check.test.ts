@@ -4,7 +4,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { tsNodeArgs } from "../../harness/tool";
+import { cliArgs } from "../../harness/tool";
 
 /**
  * `npm run check` as a user runs it: a child process in a copy of the repository's stacks and
@@ -12,7 +12,6 @@ import { tsNodeArgs } from "../../harness/tool";
  */
 
 const ROOT = path.resolve(__dirname, "..", "..");
-const CHECK = path.join(ROOT, "tools", "check.ts");
 
 const temps: string[] = [];
 
@@ -36,7 +35,7 @@ function edit(dir: string, file: string, change: (text: string) => string): void
 }
 
 function check(dir: string, ...args: string[]) {
-  const result = spawnSync(process.execPath, tsNodeArgs(CHECK, args), {
+  const result = spawnSync(process.execPath, cliArgs(["check", ...args]), {
     cwd: dir,
     encoding: "utf8",
     timeout: 120_000,
@@ -231,7 +230,7 @@ describe("npm run check", () => {
     assert.equal(stdout, "");
     assert.equal(
       stderr,
-      'The tenants manifest has 1 problem(s):\n  - tenants/initech.yaml: tier: unknown tier "gold"; the stack has: standard, premium\n',
+      'error: The tenants manifest has 1 problem(s):\n  - tenants/initech.yaml: tier: unknown tier "gold"; the stack has: standard, premium\n',
     );
   });
 
@@ -240,7 +239,7 @@ describe("npm run check", () => {
     assert.equal(status, 2);
     assert.equal(
       stderr,
-      "--format must be one of text, markdown, json\nusage: npm run check -- --stack <name> [--format text|markdown|json] [--base <dir or git ref>] [--policy-config <file>]\n",
+      "error: --format must be one of text, markdown, json\nusage: pg-tenants check [--stack <name>] [--format <text|markdown|json>] [--base <dir or git ref>] [--policy-config <file>]\n",
     );
   });
 
@@ -346,7 +345,7 @@ describe("npm run check", () => {
     assert.equal(missing.status, 2);
     assert.match(
       missing.stderr,
-      /^--base no-such-branch is neither a folder nor a git revision here/,
+      /^error: --base no-such-branch is neither a folder nor a git revision here/,
     );
   });
 });

@@ -135,7 +135,7 @@ describe("npm run affected", () => {
     assert.equal(
       refused.err,
       [
-        "This change moves 1 tenant(s) to another stack:",
+        "error: This change moves 1 tenant(s) to another stack:",
         "  - wayne: production -> production-2",
         "      pulumi state move --source production --dest production-2 'urn:pulumi:production::pg-tenants::pg-tenants:index:Tenant::wayne'",
         'Move their state first (see "Re-sharding" in the README), then run again with --allow-moves.',
@@ -151,16 +151,16 @@ describe("npm run affected", () => {
     assert.deepEqual(affected(dir), {
       code: 2,
       out: "",
-      err: "--base is required\nusage: npm run affected -- --base <git ref> [--stack <name>]... [--allow-moves]",
+      err: "error: missing --base\nusage: pg-tenants affected --base <git ref> [--stack <name>]... [--allow-moves]",
     });
     assert.deepEqual(affected(dir, "--base", "HEAD", "--stack", "staging"), {
       code: 2,
       out: "",
-      err: "unknown stack(s) staging; stacks here: local, production, production-1",
+      err: "error: unknown stack(s) staging; stacks here: local, production, production-1",
     });
     const bad = affected(dir, "--base", "no-such-ref");
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /^git merge-base no-such-ref HEAD failed: /);
+    assert.match(bad.err, /^error: git merge-base no-such-ref HEAD failed: /);
   });
 });
 

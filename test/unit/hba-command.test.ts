@@ -86,26 +86,37 @@ describe("npm run hba", () => {
     assert.equal(await main(["--stack", "local", "--out", "out"], io), 2);
     assert.deepEqual(out, []);
     assert.deepEqual(err, [
-      "The tenants manifest has 1 problem(s):",
+      "error: The tenants manifest has 1 problem(s):",
       `  - ${path.join("tenants", "evil.yaml")}: id: must match ^[a-z][a-z0-9_]*$ (a lowercase letter, then lowercase letters, digits or _)`,
     ]);
     assert.equal(fs.existsSync(path.join(root, "out")), false);
   });
 
-  it("names what is missing from the command line", async () => {
+  it("names what is missing from the command line; --stack defaults to local", async () => {
     const root = project(TENANTS);
-    for (const [argv, missing] of [
-      [["--out", "out"], "missing --stack"],
-      [["--stack", "local"], "missing --out"],
-    ] as const) {
-      const { io, err } = capture(root);
-      assert.equal(await main([...argv], io), 2);
-      assert.deepEqual(err, [`${missing}\nusage: npm run hba -- --stack <name> --out <dir>`]);
-    }
+    const missing = capture(root);
+    assert.equal(await main(["--stack", "local"], missing.io), 2);
+    assert.deepEqual(missing.out, []);
+    assert.deepEqual(missing.err, [
+      "error: missing --out\nusage: pg-tenants hba [--stack <name>] --out <dir>",
+    ]);
+    assert.equal(fs.existsSync(path.join(root, "out")), false);
+    const extra = capture(root);
+    assert.equal(await main(["--out", "out", "standard"], extra.io), 2);
+    assert.deepEqual(extra.err, [
+      'error: unexpected argument "standard"\nusage: pg-tenants hba [--stack <name>] --out <dir>',
+    ]);
+    const local = capture(root);
+    assert.equal(await main(["--out", "out"], local.io), 0);
+    assert.deepEqual(local.err, []);
+    assert.deepEqual(local.out, [
+      `wrote ${path.join("out", "pg_hba.standard.conf")} (cluster standard, 2 tenant line(s))`,
+      `wrote ${path.join("out", "pg_hba.premium.conf")} (cluster premium, 1 tenant line(s))`,
+    ]);
     const { io, err } = capture(root);
     assert.equal(await main(["--stack", "staging", "--out", "out"], io), 2);
     assert.deepEqual(err, [
-      'Unknown stack "staging":',
+      'error: Unknown stack "staging":',
       "  - stacks/Pulumi.staging.yaml: not found; stacks here: local",
     ]);
   });

@@ -7,6 +7,8 @@ import type { Tenant } from "../../infra/manifest";
 import { buildTenantModel, TenantModel } from "../../infra/model";
 import { assignment, deployments, tenantsOfShard } from "../../infra/shards";
 import { listStacks, loadStack, loadStackTenants } from "../stack";
+import { command, usageLine } from "../commands";
+import { colourError, progressOn, useColour } from "./progress";
 
 /**
  * What the day-two commands (audit, move, offboard, backup, restore) share: argument parsing,
@@ -22,15 +24,26 @@ export interface CommandIo {
   env: NodeJS.ProcessEnv;
   /** Today, for retention arithmetic and file names. */
   now: () => Date;
+  /** A step of long work (tools/lib/progress.ts); none where the caller keeps only results. */
+  progress?: (message: string) => void;
 }
 
 export function processIo(): CommandIo {
+  const progress = progressOn(process.stderr);
+  const colour = useColour(process.stderr, process.env);
   return {
     root: process.cwd(),
-    out: (line) => process.stdout.write(line + "\n"),
-    err: (line) => process.stderr.write(line + "\n"),
+    out: (line) => {
+      progress.clear();
+      process.stdout.write(line + "\n");
+    },
+    err: (line) => {
+      progress.clear();
+      process.stderr.write(colourError(line, colour) + "\n");
+    },
     env: process.env,
     now: () => new Date(),
+    progress: (message) => progress.step(message),
   };
 }
 
@@ -45,7 +58,10 @@ export class CommandError extends Error {
 /** Exit codes: 0 done, 1 the command found violations or failed, 2 bad usage or input. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
-/** Parses argv with node's parseArgs; unknown options and missing values are usage errors. */
+/**
+ * Parses argv with node's parseArgs against options given here; unknown options and missing
+ * values are usage errors. For commands outside tools/commands.js (readCommandArgs reads those).
+ */
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig["options"]>>(
   argv: string[],
   options: T,
@@ -56,6 +72,79 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig["options"
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\nusage: ${usage}`);
   }
+}
+
+/** A command's arguments, read against its entry in tools/commands.js. */
+export interface CommandArgs {
+  positionals: string[];
+  /** The usage line, for messages about a value the command refuses. */
+  usage: string;
+  /** A string option's value (its default when it has one), or undefined. */
+  text(name: string): string | undefined;
+  /** A string option that has a default or is required: always a value. */
+  value(name: string): string;
+  /** A boolean option. */
+  flag(name: string): boolean;
+  /** A repeatable option's values. */
+  list(name: string): string[];
+}
+
+/**
+ * Parses argv against the command's options and arguments in tools/commands.js: unknown
+ * options, missing values, missing required options and arguments, and extra positional
+ * arguments are usage errors that name the usage line.
+ */
+export function readCommandArgs(argv: string[], name: string): CommandArgs {
+  const spec = command(name);
+  const usage = usageLine(spec);
+  const options = Object.fromEntries(
+    Object.entries(spec.options).map(([key, o]) => [
+      key,
+      {
+        type: o.type,
+        ...(o.default !== undefined ? { default: o.default } : {}),
+        ...(o.multiple === true ? { multiple: true } : {}),
+      },
+    ]),
+  ) as NonNullable<ParseArgsConfig["options"]>;
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\nusage: ${usage}`);
+  }
+  const { values, positionals } = parsed;
+  for (const [key, o] of Object.entries(spec.options)) {
+    if (o.required === true && values[key] === undefined) {
+      throw new UsageError(`missing --${key}\nusage: ${usage}`);
+    }
+  }
+  const missing = spec.args.slice(positionals.length).find((a) => a.required);
+  if (missing !== undefined) throw new UsageError(`missing ${missing.name}\nusage: ${usage}`);
+  if (positionals.length > spec.args.length) {
+    throw new UsageError(
+      `unexpected argument ${JSON.stringify(positionals[spec.args.length])}\nusage: ${usage}`,
+    );
+  }
+  const text = (key: string) => {
+    const v = values[key];
+    return typeof v === "string" ? v : undefined;
+  };
+  return {
+    positionals,
+    usage,
+    text,
+    value: (key) => {
+      const v = text(key);
+      if (v === undefined) throw new UsageError(`missing --${key}\nusage: ${usage}`);
+      return v;
+    },
+    flag: (key) => values[key] === true,
+    list: (key) => {
+      const v = values[key];
+      return Array.isArray(v) ? (v as string[]) : typeof v === "string" ? [v] : [];
+    },
+  };
 }
 
 export class UsageError extends Error {
@@ -71,11 +160,11 @@ export async function runCommand(io: CommandIo, body: () => Promise<number>): Pr
     return await body();
   } catch (e) {
     if (e instanceof UsageError) {
-      io.err(e.message);
+      io.err(`error: ${e.message}`);
       return EXIT.usage;
     }
     if (e instanceof InputError) {
-      io.err(e.summary);
+      io.err(`error: ${e.summary}`);
       for (const issue of e.issues) io.err(`  - ${formatIssue(issue)}`);
       return EXIT.usage;
     }
@@ -127,12 +216,6 @@ function declaringStacks(ctx: StackContext, tenant: Tenant): string[] {
   }
   const group = deployments(stacks).find((g) => g.some((s) => s.stack === ctx.cfg.stack)) ?? [];
   return assignment(group, [tenant]).get(tenant.id) ?? [];
-}
-
-/** The one positional argument a command takes (a tenant id), or a usage error. */
-export function tenantArg(positionals: string[], usage: string): string {
-  if (positionals.length < 1) throw new UsageError(`missing tenant id\nusage: ${usage}`);
-  return positionals[0];
 }
 
 /** Creates the folder of a file the command writes (dumps, manifests), readable by its owner only. */

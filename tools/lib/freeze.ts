@@ -1,5 +1,6 @@
 import type { Client } from "pg";
 import type { TenantModel } from "../../infra/model";
+import { isLoginKind } from "../../infra/naming";
 import { quoteIdent } from "../../infra/sql";
 import { CommandError } from "./cli";
 
@@ -16,7 +17,7 @@ export interface Frozen {
 
 /** Sessions of the tenant's login roles on its database. */
 export async function tenantSessions(admin: Client, model: TenantModel): Promise<number[]> {
-  const logins = model.roles.filter((r) => r.kind === "rw" || r.kind === "ro").map((r) => r.name);
+  const logins = model.roles.filter((r) => isLoginKind(r.kind)).map((r) => r.name);
   const r = await admin.query<{ pid: number }>(
     "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = ANY($2::text[]) AND pid <> pg_backend_pid()",
     [model.database.name, logins],
@@ -34,7 +35,7 @@ export async function freeze(
   model: TenantModel,
   waitSeconds: number,
 ): Promise<Frozen> {
-  const logins = model.roles.filter((r) => r.kind === "rw" || r.kind === "ro").map((r) => r.name);
+  const logins = model.roles.filter((r) => isLoginKind(r.kind)).map((r) => r.name);
   const current = await admin.query<{ rolname: string; rolcanlogin: boolean }>(
     "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1::text[])",
     [logins],

@@ -1,0 +1,265 @@
+// @ts-check
+/**
+ * Every command of `pg-tenants`, stated once: its arguments and options feed the command line's
+ * parser and `--help` (bin/pg-tenants.js) and each tool's own argument check (tools/lib/cli.ts
+ * parseCommandArgs). Plain JavaScript, so that `--help` and usage errors load no TypeScript.
+ */
+
+/**
+ * @typedef {object} OptionSpec
+ * @property {"string" | "boolean"} type
+ * @property {string} description
+ * @property {string} [value] What a string option's value is, as `--help` shows it (`<name>`).
+ * @property {string | boolean} [default]
+ * @property {boolean} [multiple] May be given more than once.
+ * @property {boolean} [required] The command refuses to run without it.
+ *
+ * @typedef {object} ArgumentSpec
+ * @property {string} name
+ * @property {string} description
+ * @property {boolean} required
+ *
+ * @typedef {object} CommandSpec
+ * @property {string} name
+ * @property {string} summary One line for the command list.
+ * @property {ArgumentSpec[]} args Positional arguments, in order; no others are accepted.
+ * @property {Record<string, OptionSpec>} options
+ * @property {string} module The file under the project root whose exported `main(argv)` runs it.
+ * @property {boolean} [rawArgs] The tool reads its own arguments (validated there, not here).
+ */
+
+/** The stack option every stack command takes, spelled and defaulted the same everywhere. */
+const STACK = {
+  type: /** @type {const} */ ("string"),
+  value: "<name>",
+  default: "local",
+  description: "stack to act on (stacks/Pulumi.<name>.yaml)",
+};
+
+/** @type {Record<string, OptionSpec>} */
+const FORMAT_REPORT = {
+  format: {
+    type: "string",
+    value: "<text|json|markdown>",
+    default: "text",
+    description: "output format",
+  },
+};
+
+const TENANT = {
+  name: "tenant",
+  description: "tenant id (its file is <tenantsDir>/<id>.yaml)",
+  required: true,
+};
+
+/** @type {CommandSpec[]} */
+const COMMANDS = [
+  {
+    name: "check",
+    summary:
+      "offline check of a stack: what each tenant gets, every policy, changes against a base",
+    args: [],
+    options: {
+      stack: STACK,
+      format: {
+        type: "string",
+        value: "<text|markdown|json>",
+        default: "text",
+        description: "output format",
+      },
+      base: {
+        type: "string",
+        value: "<dir or git ref>",
+        description: "compare the manifest with this base (a folder or a git revision)",
+      },
+      "policy-config": {
+        type: "string",
+        value: "<file>",
+        description: "policy pack config (enforcement levels, thresholds) as JSON",
+      },
+    },
+    module: "tools/check.ts",
+  },
+  {
+    name: "schema",
+    summary: "write tenants/tenant.schema.json from the manifest's schema (--check only compares)",
+    args: [],
+    options: {
+      check: { type: "boolean", description: "compare only; exit 1 when the file is out of date" },
+    },
+    module: "tools/schema.ts",
+  },
+  {
+    name: "hba",
+    summary: "write each cluster's pg_hba.conf for a stack's manifest",
+    args: [],
+    options: {
+      stack: STACK,
+      out: {
+        type: "string",
+        value: "<dir>",
+        required: true,
+        description: "folder to write pg_hba.<tier>.conf into",
+      },
+    },
+    module: "tools/hba.ts",
+  },
+  {
+    name: "local",
+    summary: "the local stack: up (default), stop, or url <tenant> <rw|ro>",
+    args: [
+      { name: "action", description: "up, stop or url", required: false },
+      { name: "tenant", description: "with url: the tenant id", required: false },
+      { name: "login", description: "with url: rw or ro", required: false },
+    ],
+    options: {},
+    module: "tools/local.ts",
+    rawArgs: true,
+  },
+  {
+    name: "audit",
+    summary: "read a stack's live clusters and check every invariant of the isolation model",
+    args: [],
+    options: {
+      stack: STACK,
+      ...FORMAT_REPORT,
+      pool: {
+        type: "string",
+        value: "<connections per cluster>",
+        default: "4",
+        description: "connections per cluster for the per-database checks",
+      },
+    },
+    module: "tools/audit.ts",
+  },
+  {
+    name: "move",
+    summary: "move a tenant to the tier its file declares (copy, verify, switch)",
+    args: [TENANT],
+    options: {
+      stack: STACK,
+      wait: {
+        type: "string",
+        value: "<seconds>",
+        default: "30",
+        description: "how long to wait for the tenant's sessions to end",
+      },
+    },
+    module: "tools/move.ts",
+  },
+  {
+    name: "offboard",
+    summary: "final dump of an offboarded tenant; --purge drops it after retention",
+    args: [TENANT],
+    options: {
+      stack: STACK,
+      out: { type: "string", value: "<file>", description: "where the final dump goes" },
+      purge: {
+        type: "boolean",
+        default: false,
+        description: "drop the tenant's database and roles",
+      },
+      confirm: {
+        type: "string",
+        value: "<tenant>",
+        description: "with --purge: the tenant id again",
+      },
+      "final-dump": {
+        type: "string",
+        value: "<file>",
+        description: "with --purge: the final dump to check first",
+      },
+    },
+    module: "tools/offboard.ts",
+  },
+  {
+    name: "backup",
+    summary: "dump one tenant's database with a manifest of what it holds",
+    args: [TENANT],
+    options: {
+      stack: STACK,
+      out: { type: "string", value: "<file>", description: "where the dump goes" },
+    },
+    module: "tools/backup.ts",
+  },
+  {
+    name: "restore",
+    summary: "restore a tenant's dump into a new database beside the live one",
+    args: [TENANT, { name: "dump", description: "the dump file", required: true }],
+    options: {
+      stack: STACK,
+      "without-manifest": {
+        type: "boolean",
+        default: false,
+        description: "restore a dump that has no manifest beside it",
+      },
+    },
+    module: "tools/restore.ts",
+  },
+  {
+    name: "affected",
+    summary: "the stacks a change affects, as JSON (for CI)",
+    args: [],
+    options: {
+      base: {
+        type: "string",
+        value: "<git ref>",
+        required: true,
+        description: "the base revision",
+      },
+      stack: {
+        type: "string",
+        value: "<name>",
+        multiple: true,
+        description: "only these stacks (repeatable); default every stack",
+      },
+      "allow-moves": {
+        type: "boolean",
+        description: "tenants that change stack have had their state moved already",
+      },
+    },
+    module: "tools/affected.ts",
+  },
+  {
+    name: "bench",
+    summary: "measure the program, provisioning, check, audit, client and CLI start",
+    args: [],
+    options: {
+      quick: { type: "boolean", description: "fewer tenants and repeats" },
+      only: { type: "string", value: "<sections>", description: "comma-separated sections" },
+      write: { type: "boolean", description: "write bench/RESULTS.md (default unless --quick)" },
+      "no-write": { type: "boolean", description: "do not write bench/RESULTS.md" },
+    },
+    module: "bench/run.ts",
+    rawArgs: true,
+  },
+];
+
+/** Exit codes of every command. */
+const EXIT = { ok: 0, failed: 1, usage: 2 };
+
+/**
+ * @param {string} name
+ * @returns {CommandSpec}
+ */
+function command(name) {
+  const found = COMMANDS.find((c) => c.name === name);
+  if (found === undefined) throw new Error(`no command ${name}`);
+  return found;
+}
+
+/**
+ * `pg-tenants audit [--stack <name>] [--format <text|json|markdown>] ...`: the usage line.
+ * @param {CommandSpec} spec
+ */
+function usageLine(spec) {
+  const args = spec.args.map((a) => (a.required ? `<${a.name}>` : `[${a.name}]`));
+  const options = Object.entries(spec.options).map(([name, o]) => {
+    const flag = o.type === "boolean" ? `--${name}` : `--${name} ${o.value ?? "<value>"}`;
+    const shown = o.required === true ? flag : `[${flag}]`;
+    return `${shown}${o.multiple === true ? "..." : ""}`;
+  });
+  return ["pg-tenants", spec.name, ...args, ...options].join(" ");
+}
+
+module.exports = { COMMANDS, EXIT, command, usageLine };
