@@ -5,7 +5,7 @@ import { PROJECT, StackConfig, stackFile } from "./config";
 import { renderFleetHba } from "./hba";
 import { InputError } from "./issues";
 import type { Tenant as TenantFile } from "./manifest";
-import { buildFleetModel } from "./model";
+import { budgetIssues, buildFleetModel } from "./model";
 import { clusterProviderName, LoginKind } from "./naming";
 import {
   AuthEntry,
@@ -45,6 +45,14 @@ export async function declareFleet(
   clusterPasswords: Record<string, pulumi.Input<string>>,
 ): Promise<FleetOutputs> {
   const hbaFleet = buildFleetModel(manifest, cfg);
+  // Held against the whole manifest: every shard's tenants share the clusters.
+  const overBudget = budgetIssues(cfg, hbaFleet);
+  if (overBudget.length > 0) {
+    throw new InputError(
+      "The tenants' connection limits exceed their clusters' budget:",
+      overBudget,
+    );
+  }
   const fleet =
     cfg.shard === undefined ? hbaFleet : buildFleetModel(tenantsOfShard(cfg, manifest), cfg);
   // A pooler that could take more server connections than its cluster has is refused before

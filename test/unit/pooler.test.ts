@@ -393,7 +393,10 @@ describe("the program's pooler outputs (local stack under mocks)", () => {
               port: 55432,
               username: "pgtenants_provisioner",
               sslmode: "disable",
-              server: { maxConnections: 18 },
+              // The logins' own budget fits (2 tenants x 2 logins x 4, overcommitted twice over);
+              // the pooler's, which allows no overcommit, does not.
+              connectionLimit: 4,
+              server: { maxConnections: 18, overcommit: 2 },
               pooler: { host: "127.0.0.1", sourceCidrs: ["127.0.0.1/32"] },
             },
             premium: { host: "127.0.0.1", port: 55433, username: "pgtenants_provisioner" },
