@@ -1,5 +1,4 @@
-import { ClusterConfig, PROJECT, StackConfig, stackFile } from "./config";
-import type { InputIssue } from "./issues";
+import type { ClusterConfig, StackConfig } from "./config";
 import { CAPABILITIES, CAPABILITY_NAMES, EMPTY_TEMPLATE } from "./containment";
 import { PROVISIONER_DATABASE_SESSIONS } from "./limits";
 import type { Tenant, TenantState } from "./manifest";
@@ -308,29 +307,6 @@ export interface ClusterBudget {
   /** What the tenant logins on the cluster may hold together. */
   requested: number;
   tenants: Array<{ id: string; connections: number }>;
-}
-
-/**
- * The clusters whose tenants' limits exceed their budget, as located problems of the stack file
- * (the fix is there, or in the tenant files the message names). Without this bound a tenant at
- * its limits could take the slots other tenants and the provisioning role need.
- */
-export function budgetIssues(cfg: StackConfig, fleet: FleetModel): InputIssue[] {
-  return clusterBudgets(cfg, fleet)
-    .filter((b) => b.requested > b.allowed)
-    .map((b) => {
-      const { server } = cfg.clusters[b.tier];
-      const largest = [...b.tenants]
-        .sort((x, y) => y.connections - x.connections || (x.id < y.id ? -1 : 1))
-        .slice(0, 3)
-        .map((t) => `${t.id} ${t.connections}`)
-        .join(", ");
-      return {
-        file: stackFile(cfg.stack),
-        field: `${PROJECT}:clusters.${b.tier}.server.maxConnections`,
-        message: `the logins of ${b.tenants.length} tenant(s) on cluster ${b.tier} may hold ${b.requested} connections together (largest: ${largest}), over the ${b.allowed} the cluster leaves them (max_connections ${server.maxConnections} - ${server.superuserReservedConnections} superuser - ${server.reservedConnections} reserved, overcommit ${server.overcommit}): raise server.maxConnections or overcommit, lower connectionLimit, or move tenants to another tier`,
-      };
-    });
 }
 
 /**

@@ -3,9 +3,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { Tenant, TenantSecrets, TenantSummary } from "./components/tenant";
 import { PROJECT, StackConfig, stackFile } from "./config";
 import { renderFleetHba } from "./hba";
-import { InputError } from "./issues";
+import { InputError, InputIssue } from "./issues";
 import type { Tenant as TenantFile } from "./manifest";
-import { budgetIssues, buildFleetModel } from "./model";
+import { buildFleetModel, clusterBudgets, FleetModel } from "./model";
 import { clusterProviderName, LoginKind } from "./naming";
 import {
   AuthEntry,
@@ -149,4 +149,27 @@ export async function declareFleet(
 /** Resolves after the event loop has run pending I/O and timers once. */
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * The clusters whose tenants' limits exceed their budget, as located problems of the stack file
+ * (the fix is there, or in the tenant files the message names). Without this bound a tenant at
+ * its limits could take the slots other tenants and the provisioning role need.
+ */
+export function budgetIssues(cfg: StackConfig, fleet: FleetModel): InputIssue[] {
+  return clusterBudgets(cfg, fleet)
+    .filter((b) => b.requested > b.allowed)
+    .map((b) => {
+      const { server } = cfg.clusters[b.tier];
+      const largest = [...b.tenants]
+        .sort((x, y) => y.connections - x.connections || (x.id < y.id ? -1 : 1))
+        .slice(0, 3)
+        .map((t) => `${t.id} ${t.connections}`)
+        .join(", ");
+      return {
+        file: stackFile(cfg.stack),
+        field: `${PROJECT}:clusters.${b.tier}.server.maxConnections`,
+        message: `the logins of ${b.tenants.length} tenant(s) on cluster ${b.tier} may hold ${b.requested} connections together (largest: ${largest}), over the ${b.allowed} the cluster leaves them (max_connections ${server.maxConnections} - ${server.superuserReservedConnections} superuser - ${server.reservedConnections} reserved, overcommit ${server.overcommit}): raise server.maxConnections or overcommit, lower connectionLimit, or move tenants to another tier`,
+      };
+    });
 }
