@@ -4,7 +4,6 @@ import * as pulumi from "@pulumi/pulumi";
  * Options of every tenant database. Data loss is the worst bug: the engine refuses any plan that
  * deletes it (protect), leaving the stack never drops it (retainOnDelete), and a new template
  * version applies to new tenants only (ignoreChanges, as `template` forces a replacement).
- * Exported so that tests can assert them: resource options do not reach the mock runtime.
  */
 export function databaseOptions(): Pick<
   pulumi.CustomResourceOptions,

@@ -9,7 +9,6 @@ import { renderHba } from "../../infra/hba";
 import { InputError } from "../../infra/issues";
 import { ManifestContext, parseManifest, SourceFile, Tenant } from "../../infra/manifest";
 import { buildFleetModel, buildTenantModel } from "../../infra/model";
-import { databaseOptions } from "../../infra/options";
 import {
   abandonReport,
   closeFailedReport,
@@ -367,12 +366,9 @@ describe("program: editing tier alone", () => {
     assert.deepEqual(dbs(before), ["acme@standard-db"]);
     assert.deepEqual(dbs(after), ["acme@premium-db"]);
     // acme@standard-db leaves the program: a delete the engine plans, and refuses for a protected resource.
-    assert.deepEqual(databaseOptions(), {
-      protect: true,
-      retainOnDelete: true,
-      ignoreChanges: ["template"],
-    });
     assert.equal(before.options.get("acme@standard-db")?.protect, true);
+    assert.equal(before.options.get("acme@standard-db")?.retainOnDelete, true);
+    assert.deepEqual(before.options.get("acme@standard-db")?.ignoreChanges, ["template"]);
     assert.ok(
       placementOf(before, "acme@standard").every((r) => PLACEMENT_TYPES.has(r.type)),
       "every resource of the source placement is named after it",
