@@ -8,6 +8,7 @@ import { noPublicGrants } from "./policies/no-public-grants";
 import { oneKeyPerTenant } from "./policies/one-key-per-tenant";
 import { tenantDatabaseAcl } from "./policies/tenant-database-acl";
 import { tenantDatabaseSettings } from "./policies/tenant-database-settings";
+import { tenantGrantPrivileges } from "./policies/tenant-grant-privileges";
 import { tenantKeySettings } from "./policies/tenant-key-settings";
 import { tenantResourcesScoped } from "./policies/tenant-resources-scoped";
 import { tenantRoleAttributes } from "./policies/tenant-role-attributes";
@@ -28,6 +29,7 @@ export const policies: Policies = [
   noPublicGrants,
   noAllPrivileges,
   tenantDatabaseAcl,
+  tenantGrantPrivileges,
   tenantDatabaseSettings,
   clusterProviderSettings,
   tenantKeySettings,
