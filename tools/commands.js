@@ -78,7 +78,7 @@ const COMMANDS = [
         description: "policy pack config (enforcement levels, thresholds) as JSON",
       },
     },
-    module: "tools/check.ts",
+    module: "tools/check/index.ts",
   },
   {
     name: "schema",
