@@ -11,6 +11,7 @@ const CORE = [
   "infra/issues.ts",
   "infra/sql.ts",
   "infra/limits.ts",
+  "infra/ssl.ts",
   "infra/changes.ts",
 ];
 const pulumiRuntime = {
@@ -30,7 +31,7 @@ const notCore = (where) => ({
   ],
   allowTypeImports: true,
   message:
-    "Import only the pure core here (naming, manifest, model, hba, shards, issues, sql, limits, changes); types of other modules are fine.",
+    "Import only the pure core here (naming, manifest, model, hba, shards, issues, sql, limits, ssl, changes); types of other modules are fine.",
 });
 const noTools = {
   group: ["**/tools/**", "**/harness/**", "**/test/**", "**/bench/**"],

@@ -1,7 +1,8 @@
 import type { ConnectionOptions } from "tls";
+import { SSL_MODES } from "../infra/ssl";
 
-/** The sslmodes the stack config allows (infra/config.ts SSL_MODES). */
-export const SUPPORTED_SSLMODES = ["disable", "require", "verify-ca", "verify-full"] as const;
+/** The sslmodes the stack config allows (infra/ssl.ts). */
+export const SUPPORTED_SSLMODES = SSL_MODES;
 
 export interface TlsTrust {
   /** CA certificate(s) that sign the clusters' server certificates (e.g. the RDS bundle). */

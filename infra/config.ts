@@ -2,7 +2,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { InputError, InputIssue, zodIssues } from "./issues";
 import { maxTenantIdLength, TENANT_ID_PATTERN } from "./naming";
-import { LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from "./limits";
+import { KMS_DELETION_WINDOW_DAYS, LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from "./limits";
+import { SSL_MODES } from "./ssl";
 import { SHARD_FIELDS, shardConfigIssues, ShardSchema } from "./shards";
 
 /** The Pulumi project name: the namespace of every config key (`pg-tenants:clusters`). */
@@ -76,7 +77,8 @@ const ServerSchema = z.strictObject({
     .default(5),
 });
 
-export const SSL_MODES = ["disable", "require", "verify-ca", "verify-full"] as const;
+// Re-exported for the modules that read it with the rest of the config.
+export { SSL_MODES };
 
 const cidr = z
   .string({ error: "must be a string" })
@@ -210,6 +212,9 @@ const ClusterSchema = z.strictObject({
     .prefault({}),
 });
 
+const KMS_WINDOW = KMS_DELETION_WINDOW_DAYS;
+const KMS_WINDOW_ERROR = `must be from ${KMS_WINDOW.min} to ${KMS_WINDOW.max} (the KMS limits)`;
+
 const KeysSchema = z.strictObject({
   provider: z.enum(["local", "aws-kms"], { error: "must be local or aws-kms" }),
   aliasPrefix: z
@@ -219,9 +224,9 @@ const KeysSchema = z.strictObject({
   deletionWindowDays: z
     .number({ error: "must be a number" })
     .int({ error: "must be a whole number" })
-    .min(7, { error: "must be from 7 to 30 (the KMS limits)" })
-    .max(30, { error: "must be from 7 to 30 (the KMS limits)" })
-    .default(30),
+    .min(KMS_WINDOW.min, { error: KMS_WINDOW_ERROR })
+    .max(KMS_WINDOW.max, { error: KMS_WINDOW_ERROR })
+    .default(KMS_WINDOW.awsDefault),
 });
 
 const HbaSchema = z.strictObject({

@@ -15,3 +15,9 @@ export const LOGIN_CONNECTION_LIMIT_MAX = 1000;
  * never locks the provisioning role out of its database.
  */
 export const PROVISIONER_DATABASE_SESSIONS = 2;
+
+/**
+ * A KMS key's deletion window in days: what AWS allows, and what it uses when a key declares
+ * none. The stack config and the policy pack take their bounds and defaults from here.
+ */
+export const KMS_DELETION_WINDOW_DAYS = { min: 7, max: 30, awsDefault: 30 } as const;

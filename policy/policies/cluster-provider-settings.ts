@@ -1,4 +1,5 @@
 import type { PolicyConfigSchema, ResourceValidationPolicy } from "@pulumi/policy";
+import { ENCRYPTED_SSL_MODES, PG_SSL_MODES } from "../../infra/ssl";
 import { configOf, isTrue, stackOf, TYPES } from "../tenancy";
 
 const configSchema: PolicyConfigSchema = {
@@ -13,9 +14,9 @@ const configSchema: PolicyConfigSchema = {
       type: "array",
       items: {
         type: "string",
-        enum: ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+        enum: [...PG_SSL_MODES],
       },
-      default: ["require", "verify-ca", "verify-full"],
+      default: [...ENCRYPTED_SSL_MODES],
       description: "sslmode values allowed on stacks other than localStacks.",
     },
     localStacks: {

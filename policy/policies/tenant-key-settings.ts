@@ -1,17 +1,15 @@
 import type { PolicyConfigSchema, ResourceValidationPolicy } from "@pulumi/policy";
+import { KMS_DELETION_WINDOW_DAYS as WINDOW } from "../../infra/limits";
 import { configOf, isTrue, TYPES } from "../tenancy";
-
-/** What AWS uses when a key declares no deletion window. */
-const KMS_DEFAULT_DELETION_WINDOW_DAYS = 30;
 
 const configSchema: PolicyConfigSchema = {
   properties: {
     minDeletionWindowDays: {
       type: "integer",
-      minimum: 7,
-      maximum: 30,
-      default: 30,
-      description: "Shortest deletion window of a tenant key, in days (KMS allows 7 to 30).",
+      minimum: WINDOW.min,
+      maximum: WINDOW.max,
+      default: WINDOW.awsDefault,
+      description: `Shortest deletion window of a tenant key, in days (KMS allows ${WINDOW.min} to ${WINDOW.max}).`,
     },
   },
 };
@@ -38,7 +36,7 @@ export const tenantKeySettings: ResourceValidationPolicy = {
         `Tenant KMS key ${args.name} must have rotation on (enableKeyRotation: true).`,
       );
     }
-    const days = Number(args.props.deletionWindowInDays ?? KMS_DEFAULT_DELETION_WINDOW_DAYS);
+    const days = Number(args.props.deletionWindowInDays ?? WINDOW.awsDefault);
     if (!(days >= minDeletionWindowDays)) {
       reportViolation(
         `Tenant KMS key ${args.name} must keep a deletion window of at least ${minDeletionWindowDays} days (has ${days}).`,
