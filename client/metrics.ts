@@ -4,7 +4,7 @@ import type { PoolSnapshot } from "./pool";
 export interface ClientMetrics extends PoolSnapshot {
   maxConnections: number;
   maxConnectionsPerTenant: number;
-  /** Connections re-tried with re-fetched credentials after SQLSTATE 28P01 (password rotation). */
+  /** Connections re-tried with re-fetched credentials after a rejected password (28P01, or 08P01 from PgBouncer). */
   authRetries: number;
 }
 

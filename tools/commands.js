@@ -106,13 +106,18 @@ const COMMANDS = [
   },
   {
     name: "local",
-    summary: "the local stack: up (default), stop, or url <tenant> <rw|ro>",
+    summary: "the local stack: up (default), stop, or url <tenant> <rw|ro> [--pooler]",
     args: [
       { name: "action", description: "up, stop or url", required: false },
       { name: "tenant", description: "with url: the tenant id", required: false },
       { name: "login", description: "with url: rw or ro", required: false },
     ],
-    options: {},
+    options: {
+      pooler: {
+        type: "boolean",
+        description: "with url: the URL through the cluster's PgBouncer",
+      },
+    },
     module: "tools/local.ts",
     rawArgs: true,
   },
@@ -131,6 +136,42 @@ const COMMANDS = [
       },
     },
     module: "tools/audit.ts",
+  },
+  {
+    name: "usage",
+    summary:
+      "per-tenant load, connections and size over a sampled interval; --advise: whom to move where",
+    args: [],
+    options: {
+      stack: STACK,
+      interval: {
+        type: "string",
+        value: "<duration>",
+        default: "60s",
+        description: "the sampled interval, at least 10s (e.g. 60s, 5m, 1h)",
+      },
+      format: {
+        type: "string",
+        value: "<text|json|markdown|html>",
+        default: "text",
+        description: "output format (html: a self-contained report)",
+      },
+      advise: {
+        type: "boolean",
+        description: "name the tenants over their tier's thresholds, and the move to declare",
+      },
+      metrics: {
+        type: "string",
+        value: "<file>",
+        description: "also write the figures as a Prometheus textfile (node_exporter)",
+      },
+      serve: {
+        type: "string",
+        value: "<[host:]port>",
+        description: "serve Prometheus metrics at /metrics, one interval after another",
+      },
+    },
+    module: "tools/usage.ts",
   },
   {
     name: "move",
@@ -263,21 +304,3 @@ function usageLine(spec) {
 }
 
 module.exports = { COMMANDS, EXIT, command, usageLine };
-  {
-    name: "watchdog",
-    summary:
-      "end tenant sessions over their limits (statement and idle timeouts, offboarded, advisory locks)",
-    args: [],
-    options: {
-      stack: STACK,
-      once: { type: "boolean", description: "one pass over every cluster, then exit" },
-      interval: {
-        type: "string",
-        value: "<seconds>",
-        default: "30",
-        description: "seconds between passes",
-      },
-      "dry-run": { type: "boolean", description: "list the sessions it would end, end none" },
-    },
-    module: "tools/watchdog.ts",
-  },

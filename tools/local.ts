@@ -363,7 +363,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     // `npm run local` alone means up.
     const [command, ...rest] = argv.length === 0 ? ["up"] : argv;
     if (command === "url") {
-      const viaPooler = rest.length === 3 && (rest[2] === "--pooler" || rest[2] === "pooler");
+      const viaPooler = rest.length === 3 && rest[2] === "--pooler";
       if (rest.length !== 2 && !viaPooler)
         throw new UsageError(
           `url takes a tenant id, rw or ro, and --pooler if wanted\nusage: ${USAGE}`,
