@@ -304,3 +304,21 @@ function usageLine(spec) {
 }
 
 module.exports = { COMMANDS, EXIT, command, usageLine };
+  {
+    name: "watchdog",
+    summary:
+      "end tenant sessions over their limits (statement and idle timeouts, offboarded, advisory locks)",
+    args: [],
+    options: {
+      stack: STACK,
+      once: { type: "boolean", description: "one pass over every cluster, then exit" },
+      interval: {
+        type: "string",
+        value: "<seconds>",
+        default: "30",
+        description: "seconds between passes",
+      },
+      "dry-run": { type: "boolean", description: "list the sessions it would end, end none" },
+    },
+    module: "tools/watchdog.ts",
+  },
