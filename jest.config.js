@@ -18,6 +18,12 @@ const transform = {
       sourceMaps: "inline",
     },
   ],
+  // node-pg-migrate 9 ships ES modules only: node loads it through require(esm), jest's
+  // module registry does not before Node 24.9, so its bundle is compiled to CommonJS here.
+  "node_modules/node-pg-migrate/.+\\.js$": [
+    "@swc/jest",
+    { jsc: { target: "es2022" }, module: { type: "commonjs" } },
+  ],
 };
 
 /** @param {string} name @param {Partial<import("jest").Config>} lane @returns {import("jest").Config} */
@@ -27,6 +33,7 @@ const project = (name, lane) => ({
   transform,
   moduleFileExtensions: ["ts", "js", "json"],
   testMatch: [`<rootDir>/test/${name}/**/*.test.ts`],
+  transformIgnorePatterns: ["/node_modules/(?!node-pg-migrate/)"],
   ...lane,
 });
 

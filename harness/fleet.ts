@@ -17,6 +17,8 @@ import type { PoolerOutput } from "../infra/pooler";
 import type { FleetOutputs } from "../infra/program";
 import { Client } from "pg";
 import { RunningCluster, startCluster } from "../tools/cluster";
+import { FIRST_TEMPLATE_SQL, MIGRATIONS_DIR } from "../tools/lib/migrations/files";
+import { recordReferences } from "../tools/lib/migrations/templates";
 import { evaluateProgram } from "../tools/evaluate";
 import { EngineDeployer, EngineRun, engineLane, newPassphrase } from "./engine";
 import { ApplyingMocks } from "./applier";
@@ -32,7 +34,8 @@ import { TenantSpec, writeTenantFiles as writeSpecFiles } from "./tenantFiles";
 export const FLEET_STACK = "integration";
 export const PROVISIONER = "pgtenants_provisioner";
 export const TEMPLATE = "customer_template_v1";
-const TEMPLATE_SQL = path.join(__dirname, "..", "templates", `${TEMPLATE}.sql`);
+const TEMPLATE_FAMILY = "customer_template";
+const TEMPLATE_SQL = path.join(__dirname, "..", FIRST_TEMPLATE_SQL);
 
 /** Fleet tenants are active unless their spec says otherwise. */
 export type FleetTenant = TenantSpec;
@@ -116,6 +119,10 @@ const secret = () => randomBytes(18).toString("base64url");
 
 export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-fleet-"));
+  // The root reads like a checkout: the commands find the template's migrations under it.
+  fs.cpSync(path.join(__dirname, "..", MIGRATIONS_DIR), path.join(root, MIGRATIONS_DIR), {
+    recursive: true,
+  });
   // The server runs as the OS user postgres under root: it must reach the data folders.
   fs.chmodSync(root, 0o755);
   const tenantsDir = typeof opts.tenants === "string" ? opts.tenants : path.join(root, "tenants");
@@ -179,6 +186,21 @@ export async function provisionFleet(opts: FleetOptions): Promise<Fleet> {
   // Before the first run each cluster admits only its administrators, as rendered for no tenant.
   for (const [tier, cluster] of Object.entries(clusters)) {
     await cluster.writeHba(renderHba(tier, PROVISIONER, stackConfig.hba, []));
+    // The drift check's reference of the first template, as a migrate run records it.
+    await recordReferences(
+      {
+        tier,
+        host: cluster.host,
+        port: cluster.port,
+        user: PROVISIONER,
+        password: passwords[tier],
+        sslmode: "disable",
+        connectTimeout: 10,
+        database: "postgres",
+      },
+      TEMPLATE_FAMILY,
+      1,
+    );
   }
 
   const applier = new ApplyingMocks();

@@ -286,6 +286,9 @@ async function bootstrap(spec: ClusterSpec): Promise<void> {
       Number((await admin.query("SHOW server_version_num")).rows[0].server_version_num) / 10000,
     );
     for (const sql of clusterContainmentSql(spec.provisioner.name, pgMajor)) await admin.query(sql);
+    // The migrations' ledger and template snapshots (tools/lib/migrations/ledger.ts): the
+    // provisioning role's own schema in the maintenance database, where no tenant connects.
+    await admin.query(`CREATE SCHEMA IF NOT EXISTS pgtenants_history AUTHORIZATION ${p}`);
 
     const t = quoteIdent(spec.template.name);
     const template = await admin.query("SELECT datistemplate FROM pg_database WHERE datname = $1", [

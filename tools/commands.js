@@ -138,6 +138,64 @@ const COMMANDS = [
     module: "tools/audit.ts",
   },
   {
+    name: "migrate",
+    summary:
+      "bring every tenant database to the stack's template version: canary, then waves; --dry-run, --check (drift)",
+    args: [],
+    options: {
+      stack: STACK,
+      "dry-run": { type: "boolean", description: "print the plan per tenant and change nothing" },
+      check: {
+        type: "boolean",
+        description: "compare each tenant's schema with its template's at the same version",
+      },
+      templates: {
+        type: "boolean",
+        description: "only build the template versions the stack names (before pulumi up)",
+      },
+      tenant: {
+        type: "string",
+        value: "<id>",
+        multiple: true,
+        description: "only this tenant (repeatable); a tenant with a declared move only when named",
+      },
+      canary: {
+        type: "string",
+        value: "<ids|count>",
+        default: "1",
+        description: "tenants migrated first, alone: comma-separated ids, or how many (0: none)",
+      },
+      "wave-size": {
+        type: "string",
+        value: "<n>",
+        default: "50",
+        description: "tenants per wave after the canary (0: all in one wave)",
+      },
+      parallel: {
+        type: "string",
+        value: "<n>",
+        default: "8",
+        description: "tenants migrated at once per cluster",
+      },
+      "lock-timeout": {
+        type: "string",
+        value: "<ms>",
+        default: "5000",
+        description: "how long a migration waits for a lock a tenant session holds",
+      },
+      "continue-on-error": {
+        type: "boolean",
+        description: "go on after a failed tenant instead of stopping at the first",
+      },
+      verify: {
+        type: "boolean",
+        description: "open every tenant database, trusting no ledger row",
+      },
+      ...FORMAT_REPORT,
+    },
+    module: "tools/migrate.ts",
+  },
+  {
     name: "usage",
     summary:
       "per-tenant load, connections and size over a sampled interval; --advise: whom to move where",

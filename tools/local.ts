@@ -23,6 +23,8 @@ import {
 } from "./lib/cli";
 import { changedNothing, describeChanges, openStack, previewThenUp, StackRun } from "./lib/deploy";
 import { Engine, engineChoice, findEngine, findInstalledCli, goVersion } from "./lib/engine";
+import { firstTemplateOf } from "./lib/migrations/files";
+import { ensureTemplates } from "./migrate";
 import { deployedPoolers, stopLocalPoolers, syncLocalPoolers } from "./pooler";
 import { loadStack, readStackFile } from "./stack";
 
@@ -184,12 +186,8 @@ async function up(io: CommandIo): Promise<number> {
   const dir = localDir(io.root, io.env);
   const ports = localPorts(cfg, io.env);
   const state = loadOrCreateState(dir, ports);
-  const templateSql = path.join(io.root, "templates", `${cfg.template}.sql`);
-  if (!fs.existsSync(templateSql)) {
-    throw new UsageError(
-      `the template ${cfg.template} of stack ${LOCAL_STACK} has no SQL file: ${shown(io.root, templateSql)}`,
-    );
-  }
+  // The bootstrap builds version 1 of the stack's template; migrate builds the later ones.
+  const template = firstTemplateOf(io.root, cfg.template, LOCAL_STACK);
 
   const clusters: Record<string, RunningCluster> = {};
   for (const [tier, cluster] of Object.entries(cfg.clusters)) {
@@ -201,7 +199,7 @@ async function up(io: CommandIo): Promise<number> {
       dataDir,
       superuserPassword: s.superuserPassword,
       provisioner: { name: cluster.username, password: s.provisionerPassword },
-      template: { name: cfg.template, sqlFile: templateSql },
+      template,
       persistent: true,
       server: cluster.server,
     });
@@ -209,6 +207,7 @@ async function up(io: CommandIo): Promise<number> {
       `cluster ${tier} ready on ${clusters[tier].host}:${clusters[tier].port} (data in ${shown(io.root, dataDir)})`,
     );
   }
+  for (const line of await ensureTemplates(ctx, io)) io.out(line);
 
   const engine = await localEngine(io);
   if (engine === undefined) {

@@ -13,6 +13,7 @@ import {
   TenantSummaryView,
 } from "../../client";
 import { parseStackConfig } from "../../infra/config";
+import { FIRST_TEMPLATE_SQL } from "../../tools/lib/migrations/files";
 import { renderHba } from "../../infra/hba";
 import { loadManifest } from "../../infra/manifest";
 import { buildTenantModel, TenantModel } from "../../infra/model";
@@ -54,7 +55,7 @@ beforeAll(async () => {
     provisioner: { name: PROVISIONER, password: randomBytes(18).toString("base64url") },
     template: {
       name: TEMPLATE,
-      sqlFile: path.join(__dirname, "..", "..", "templates", `${TEMPLATE}.sql`),
+      sqlFile: path.join(__dirname, "..", "..", FIRST_TEMPLATE_SQL),
     },
   });
   const cfg = parseStackConfig("integration", {
