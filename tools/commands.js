@@ -105,6 +105,16 @@ const COMMANDS = [
     module: "tools/hba.ts",
   },
   {
+    name: "engine",
+    summary:
+      "build the Pulumi CLI and the postgresql and random plugins from the pinned Go modules into .engine/",
+    args: [],
+    options: {
+      force: { type: "boolean", description: "rebuild what is up to date too" },
+    },
+    module: "tools/engine.ts",
+  },
+  {
     name: "local",
     summary: "the local stack: up (default), stop, or url <tenant> <rw|ro> [--pooler]",
     args: [

@@ -16,15 +16,7 @@ import {
   readRecord,
   writeRecord,
 } from "./lib/engine";
-import {
-  CommandError,
-  CommandIo,
-  EXIT,
-  parseCommandArgs,
-  processIo,
-  runCommand,
-  UsageError,
-} from "./lib/cli";
+import { CommandError, CommandIo, EXIT, processIo, readCommandArgs, runCommand } from "./lib/cli";
 
 /**
  * `npm run engine`: builds the Pulumi engine from the Go modules pinned in engine/ (one go.mod
@@ -33,7 +25,6 @@ import {
  * go.sum, Go version, flags) is skipped, so a second run takes seconds.
  */
 
-const USAGE = "npm run engine [-- --force]";
 /** The oldest Go the modules build with (engine/postgresql/go.mod says go 1.26.0). */
 const MIN_GO = [1, 26, 0];
 
@@ -277,10 +268,8 @@ export async function buildEngine(
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   return runCommand(io, async () => {
-    const { values, positionals } = parseCommandArgs(argv, { force: { type: "boolean" } }, USAGE);
-    if (positionals.length > 0)
-      throw new UsageError(`unexpected argument ${positionals[0]}\nusage: ${USAGE}`);
-    await buildEngine(io.root, io, { force: values.force === true });
+    const args = readCommandArgs(argv, "engine");
+    await buildEngine(io.root, io, { force: args.flag("force") });
     return EXIT.ok;
   });
 }

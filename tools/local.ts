@@ -78,9 +78,10 @@ export function localPorts(cfg: StackConfig, env: NodeJS.ProcessEnv): Record<str
   if (base === undefined || base === "")
     return Object.fromEntries(tiers.map((t) => [t, cfg.clusters[t].port]));
   const n = Number(base);
-  if (!Number.isInteger(n) || n < 1024 || n + tiers.length > 65535) {
+  // The clusters' ports, then their poolers' (poolerPort).
+  if (!Number.isInteger(n) || n < 1024 || n + 2 * tiers.length > 65535) {
     throw new UsageError(
-      `PGTENANTS_LOCAL_PORT_BASE must be a port from 1024 to ${65535 - tiers.length}`,
+      `PGTENANTS_LOCAL_PORT_BASE must be a port from 1024 to ${65535 - 2 * tiers.length}`,
     );
   }
   return Object.fromEntries(tiers.map((t, i) => [t, n + i]));
@@ -162,7 +163,10 @@ function localRun(
     config: {
       ...raw,
       clusters: Object.fromEntries(
-        Object.entries(clusters).map(([tier, c]) => [tier, { ...c, port: ports[tier] }]),
+        Object.entries(clusters).map(([tier, c], i) => [
+          tier,
+          { ...c, port: ports[tier], ...poolerPort(c, i, Object.keys(clusters).length, io.env) },
+        ]),
       ),
     },
     secrets: {
@@ -171,6 +175,22 @@ function localRun(
       ),
     },
   };
+}
+
+/**
+ * Under PGTENANTS_LOCAL_PORT_BASE the poolers move too: the clusters take the first ports from
+ * the base, their poolers the next ones, in the stack's order of tiers.
+ */
+function poolerPort(
+  cluster: Record<string, unknown>,
+  index: number,
+  tiers: number,
+  env: NodeJS.ProcessEnv,
+): Record<string, unknown> {
+  const base = env.PGTENANTS_LOCAL_PORT_BASE;
+  const pooler = cluster.pooler as Record<string, unknown> | undefined;
+  if (pooler === undefined || base === undefined || base === "") return {};
+  return { pooler: { ...pooler, port: Number(base) + tiers + index } };
 }
 
 /** The stack's deployed pg_hba per cluster (its `pgHba` output), or undefined before any deploy. */

@@ -10,13 +10,14 @@ import { tsNodeArgs } from "../../harness/tool";
 import { stopClusterDir } from "../../tools/cluster";
 import { renderStackHba } from "../../tools/hba";
 import { findPulumiCli, LocalState, missingCliMessage } from "../../tools/local";
-import { loadStack, loadStackTenants } from "../../tools/stack";
+import { loadStack } from "../../tools/stack";
 import { freePort } from "../../harness/fleet";
 
 /**
- * `npm run local` where the Pulumi CLI is missing, as a child process with a PATH and HOME that
- * hold no `pulumi`, its data in a temporary folder and its clusters on free ports (never the
- * stack's fixed 55432/55433).
+ * `npm run local` where no engine can run `pulumi up` (the built one set aside with
+ * PGTENANTS_ENGINE=installed, no `pulumi` and no `go` on PATH, a HOME without ~/.pulumi), as a
+ * child process with its data in a temporary folder and its clusters on free ports (never the
+ * stack's fixed 55432/55433). test/engine/local.test.ts runs it with the engine.
  */
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -46,11 +47,14 @@ async function consecutiveFreePorts(): Promise<number> {
   throw new Error("no two consecutive free ports");
 }
 
-/** PATH without any folder that holds a `pulumi`, and a HOME without ~/.pulumi. */
+/** PATH without any folder that holds a `pulumi` or a `go`, and a HOME without ~/.pulumi. */
 function envWithoutPulumi(base: number): NodeJS.ProcessEnv {
   const pathDirs = (process.env.PATH ?? "")
     .split(path.delimiter)
-    .filter((d) => d !== "" && !fs.existsSync(path.join(d, "pulumi")));
+    .filter(
+      (d) =>
+        d !== "" && !fs.existsSync(path.join(d, "pulumi")) && !fs.existsSync(path.join(d, "go")),
+    );
   const home = path.join(work, "home");
   fs.mkdirSync(home, { recursive: true });
   const env: NodeJS.ProcessEnv = {
@@ -59,6 +63,8 @@ function envWithoutPulumi(base: number): NodeJS.ProcessEnv {
     HOME: home,
     PGTENANTS_LOCAL_DIR: localDir,
     PGTENANTS_LOCAL_PORT_BASE: String(base),
+    // Only an installed CLI would do: npm run engine's in .engine/ is set aside.
+    PGTENANTS_ENGINE: "installed",
   };
   delete env.PULUMI_HOME;
   return env;
@@ -79,8 +85,8 @@ function runLocal(command: "up" | "stop", env: NodeJS.ProcessEnv) {
   });
 }
 
-describe("npm run local without the Pulumi CLI", () => {
-  it("starts and bootstraps the local clusters, installs their pg_hba.conf, then stops with a message saying what is missing and how to get it", async () => {
+describe("npm run local without a Pulumi engine", () => {
+  it("starts and bootstraps the local clusters, admits only their administrators (nothing is deployed), then stops with a message saying what is missing and how to get it", async () => {
     const base = await consecutiveFreePorts();
     const env = envWithoutPulumi(base);
     assert.equal(
@@ -118,9 +124,10 @@ describe("npm run local without the Pulumi CLI", () => {
     }
 
     // The clusters are ready for `pulumi up`: the provisioning role connects, is no superuser,
-    // finds the template, and the pg_hba.conf in place is the one rendered from the manifest.
+    // finds the template, and pg_hba admits no tenant: pg_hba follows what is deployed, and
+    // nothing is (the manifest alone never opens a database).
     const cfg = loadStack("local", ROOT);
-    const hba = renderStackHba(cfg, loadStackTenants(cfg, ROOT));
+    const hba = renderStackHba(cfg, []);
     for (const [i, tier] of ["standard", "premium"].entries()) {
       const client = new Client({
         host: "127.0.0.1",
