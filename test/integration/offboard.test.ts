@@ -186,7 +186,7 @@ describe("npm run offboard", () => {
     const unconfirmed = captureIo(fleet, {}, at("2026-12-01T00:00:00Z"));
     assert.equal(await offboard(["acme", ...S, "--purge"], unconfirmed), 2);
     assert.deepEqual(unconfirmed.errors, [
-      "--purge drops database tenant_acme and the roles of tenant acme on cluster standard for good: repeat the tenant id with --confirm acme",
+      "error: --purge drops database tenant_acme and the roles of tenant acme on cluster standard for good: repeat the tenant id with --confirm acme",
     ]);
     assert.equal((await q("SELECT 1 FROM pg_database WHERE datname = 'tenant_acme'")).length, 1);
   });
