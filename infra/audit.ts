@@ -1,4 +1,5 @@
 import { CONTAINMENT_SCHEMA, EMPTY_TEMPLATE } from "./containment";
+import { HISTORY_SCHEMA, parseTemplate, templateName } from "./templates";
 import type { StackConfig } from "./config";
 import {
   CLUSTER_PRIVILEGES,
@@ -125,6 +126,14 @@ export const INVARIANTS = {
   orphanDatabase: "orphan-database",
   orphanRole: "orphan-role",
   retained: "retained-database",
+  /** Template versions besides the stack's (tools/lib/migrations/templates.ts). */
+  templateVersion: "template-version",
+  /** A tenant's schema against its template's at the same version (migrate --check). */
+  schemaDrift: "schema-drift",
+  /** A tenant's migration history: owned by the provisioning role, no grants, files unchanged. */
+  migrationHistory: "migration-history",
+  /** A tenant behind the stack's template version: migrate has not reached it yet. */
+  migrationPending: "migration-pending",
 } as const;
 export type Invariant = (typeof INVARIANTS)[keyof typeof INVARIANTS];
 
@@ -507,8 +516,13 @@ function schemaFindings(model: TenantModel, contents: DatabaseContents, tier: st
       for (const role of creators) {
         finding(INVARIANTS.objectPrivileges, `${role} holds CREATE on schema ${schema.name}`);
       }
-    } else if (!appSchemas.has(schema.name) && schema.name !== CONTAINMENT_SCHEMA) {
-      // pgtenants holds the containment's own functions (infra/containment.ts), from the template.
+    } else if (
+      !appSchemas.has(schema.name) &&
+      schema.name !== CONTAINMENT_SCHEMA &&
+      schema.name !== HISTORY_SCHEMA
+    ) {
+      // pgtenants holds the containment's own functions (infra/containment.ts), from the template;
+      // pgtenants_history the migration history (its owner and grants: the migration-history check).
       finding(
         INVARIANTS.unexpectedSchema,
         `schema ${schema.name} in database ${model.database.name} is not an app schema (${[...appSchemas].join(", ")})`,
@@ -606,6 +620,26 @@ export function auditCluster(
       );
   }
 
+  // Other versions of the stack's template: kept until no stack names them, never open.
+  const versions = otherTemplateVersions(cfg.template, snap.databases);
+  for (const db of versions) {
+    const v = parseTemplate(db.name)!.version;
+    const current = parseTemplate(cfg.template)!.version;
+    push(
+      "notice",
+      INVARIANTS.templateVersion,
+      v < current
+        ? `template ${db.name} is superseded by ${cfg.template}: drop it once no stack names it`
+        : `template ${db.name} is newer than this stack's ${cfg.template} (another stack names it, or migrate built it ahead)`,
+    );
+    if (db.allowConnections || !db.isTemplate)
+      push(
+        "violation",
+        INVARIANTS.templateClosed,
+        `template ${db.name} ${db.allowConnections ? "accepts connections" : "is not marked IS_TEMPLATE"}`,
+      );
+  }
+
   // Orphans. A database of a tenant placed on another tier, closed to connections, is the
   // retained source of a completed move; a restore database awaits a swap: both are notices.
   const expectedIds = new Set(expected.map((m) => m.id));
@@ -615,6 +649,7 @@ export function auditCluster(
   const known = new Set([
     ...ALWAYS_PRESENT_DATABASES,
     cfg.template,
+    ...versions.map((d) => d.name),
     EMPTY_TEMPLATE,
     cluster.database,
     ...expected.map((m) => m.database.name),
@@ -694,6 +729,16 @@ export function auditCluster(
     }
   }
   return out;
+}
+
+/** The databases that are other versions of the stack's template (`<family>_v<N>`). */
+function otherTemplateVersions(template: string, databases: readonly DatabaseRow[]): DatabaseRow[] {
+  const own = parseTemplate(template);
+  if (own === undefined) return [];
+  return databases.filter((d) => {
+    const v = parseTemplate(d.name);
+    return v !== undefined && v.family === own.family && d.name !== template && d.name === templateName(v.family, v.version);
+  });
 }
 
 /** `tenant_acme` for `tenant_acme_restore_20261126064500`, else undefined. */

@@ -19,6 +19,7 @@ import {
   UsageError,
 } from "./lib/cli";
 import { snapshotCluster } from "./lib/catalog";
+import { migrationFindings } from "./lib/migrations/audit";
 import { clusterTarget, mapPool } from "./lib/pg";
 
 /**
@@ -58,7 +59,10 @@ export async function auditStack(
     );
     return snapshot;
   });
-  const findings = auditFleet(ctx.cfg, fleet, snapshots);
+  const findings = [
+    ...auditFleet(ctx.cfg, fleet, snapshots),
+    ...(await migrationFindings(ctx, io, options.poolSize)),
+  ];
   return summarize(
     ctx.cfg.stack,
     ctx.tenants.length,

@@ -21,6 +21,8 @@ import { findPgTool, libpqEnv, requireToolForServer, runPgTool } from "./lib/dum
 import { freeze, thaw } from "./lib/freeze";
 import { ClusterTarget, clusterTarget, connect, serverMajor } from "./lib/pg";
 import { compareStats, tableStats, TableStats } from "./lib/tables";
+import { HISTORY_SCHEMA } from "../infra/templates";
+import { requireSameVersion } from "./lib/migrations/move";
 
 /**
  * `npm run move -- <tenant> [--stack <name>] [--wait <seconds>]`: carries out the tier move a
@@ -76,6 +78,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       requireToolForServer(pgDump, await serverMajor(source.db), model.tier);
       requireToolForServer(pgRestore, await serverMajor(dest.db), to);
       await checkTarget(source.db, dest.db, targetModel, to);
+      await requireSameVersion(source.db, dest.db, id, ctx.cfg.stack);
 
       io.out(
         `moving tenant ${id}: database ${model.database.name} from cluster ${model.tier} to cluster ${to}`,
@@ -310,7 +313,8 @@ async function copy(
   try {
     await runPgTool(
       pgDump,
-      ["--data-only", "--format=custom", `--file=${file}`],
+      // The history is the target's own (cloned at the same version, checked before the copy).
+      ["--data-only", `--exclude-schema=${HISTORY_SCHEMA}`, "--format=custom", `--file=${file}`],
       libpqEnv(source.target, model.database.name, env),
       `dumping ${model.database.name} on cluster "${source.target.tier}"`,
     );

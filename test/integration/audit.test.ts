@@ -221,6 +221,14 @@ describe("npm run audit against a provisioned fleet", () => {
           invariant: "database-privileges",
           message: "PUBLIC holds CREATE on database tenant_initech; the model grants it nothing",
         },
+        // The schema differs from the template too (tools/lib/migrations/audit.ts).
+        {
+          tier: "standard",
+          tenant: "acme",
+          invariant: "schema-drift",
+          message:
+            "database tenant_acme differs from template version 1: schema sneaky is not in the template",
+        },
       ]);
     } finally {
       const c = await fleet.clusters.standard.superuserClient("tenant_acme");

@@ -1,4 +1,5 @@
 import type { Client } from "pg";
+import { HISTORY_SCHEMA } from "../../infra/templates";
 
 /**
  * Per-table row counts and content checksums of a tenant database: what a backup records and
@@ -26,13 +27,16 @@ export const STABLE_OUTPUT_SETTINGS = [
   "SET bytea_output = 'hex'",
 ];
 
-/** Ordinary tables outside the system schemas, not belonging to an extension, sorted. */
+/**
+ * Ordinary tables outside the system schemas and the migration history (each database keeps its
+ * own), not belonging to an extension, sorted.
+ */
 export async function userTables(client: Client): Promise<{ schema: string; name: string }[]> {
   const r = await client.query<{ schema: string; name: string }>(`
     SELECT n.nspname AS schema, c.relname AS name
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r'
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${HISTORY_SCHEMA}') AND n.nspname !~ '^pg_'
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
     ORDER BY 1, 2`);
   return r.rows;
