@@ -10,6 +10,7 @@ import { recordProgram } from "./record";
 import { PackConfig, mergePackConfig, runPolicies, stackPolicyConfig } from "./policies";
 import { summarize } from "./summary";
 import { readBaseFiles } from "./base";
+import { stackMigrationPlan } from "../lib/migrations/pending";
 import { CheckReport, renderMarkdown, renderText } from "./report";
 
 /**
@@ -109,9 +110,11 @@ export async function check(
       ...diffManifests(readManifestEntries(base), readManifestEntries(head)),
     };
   }
+  const migrations = stackMigrationPlan(cfg, options.root, options.base);
   const ok =
     violations.every((v) => v.level !== "mandatory") &&
-    (changes === undefined || changes.violations.length === 0);
+    (changes === undefined || changes.violations.length === 0) &&
+    (migrations === undefined || migrations.problems.length === 0);
   return {
     stack,
     ok,
@@ -122,6 +125,7 @@ export async function check(
     policies: { pack: PACK_NAME, count: policies.length },
     violations,
     ...(changes !== undefined ? { changes } : {}),
+    ...(migrations !== undefined ? { migrations } : {}),
     seconds: Number(process.hrtime.bigint() - started) / 1e9,
   };
 }

@@ -1,4 +1,5 @@
 import { ManifestDiff } from "../../infra/changes";
+import { MigrationPlan, planLines, planMarkdown } from "../lib/migrations/pending";
 import { Violation } from "./policies";
 import { PlacementSummary, TenantSummary } from "./summary";
 
@@ -15,6 +16,8 @@ export interface CheckReport {
   policies: { pack: string; count: number };
   violations: Violation[];
   changes?: { base: string } & ManifestDiff;
+  /** The template's migrations: the stack's version and what migrate applies after the deploy. */
+  migrations?: MigrationPlan;
   /** Seconds the check took. */
   seconds: number;
 }
@@ -85,6 +88,8 @@ export function renderText(report: CheckReport): string {
     for (const [kind, id, details] of changes) lines.push(`  ${kind} ${id}: ${details}`);
     for (const v of report.changes.violations) lines.push(`  REFUSED [${v.rule}] ${v.message}`);
   }
+  if (report.migrations !== undefined)
+    lines.push("", "Migrations:", ...planLines(report.migrations));
   lines.push("", "Violations:");
   if (report.violations.length === 0) lines.push("  none");
   for (const v of report.violations) {
@@ -125,6 +130,9 @@ export function renderMarkdown(report: CheckReport): string {
       for (const v of report.changes.violations)
         lines.push(`| ${v.rule} | ${v.tenant} | ${escapeCell(v.message)} |`);
     }
+  }
+  if (report.migrations !== undefined) {
+    lines.push("", "#### Template migrations", "", ...planMarkdown(report.migrations));
   }
   lines.push("", "#### Policy violations", "");
   if (report.violations.length === 0) {
