@@ -737,7 +737,12 @@ function otherTemplateVersions(template: string, databases: readonly DatabaseRow
   if (own === undefined) return [];
   return databases.filter((d) => {
     const v = parseTemplate(d.name);
-    return v !== undefined && v.family === own.family && d.name !== template && d.name === templateName(v.family, v.version);
+    return (
+      v !== undefined &&
+      v.family === own.family &&
+      d.name !== template &&
+      d.name === templateName(v.family, v.version)
+    );
   });
 }
 

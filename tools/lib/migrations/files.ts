@@ -86,8 +86,12 @@ export function stackTemplate(
     );
   }
   if (parsed.version > migrations.length) {
+    const file = (n: number) => `${String(n).padStart(4, "0")}_*.sql`;
+    const next = migrations.length + 1;
+    const missing =
+      parsed.version === next ? file(next) : `${file(next)} to ${file(parsed.version)}`;
     throw new CommandError(
-      `stack ${stack}: pg-tenants:template ${template} is version ${parsed.version}, but there are ${migrations.length} migration(s); add ${String(parsed.version).padStart(4, "0")}_*.sql or name ${templateName(parsed.family, migrations.length)}`,
+      `stack ${stack}: pg-tenants:template ${template} is version ${parsed.version}, but there are ${migrations.length} migration(s); add ${missing} or name ${templateName(parsed.family, migrations.length)}`,
     );
   }
   return parsed;
