@@ -4,10 +4,12 @@ import * as os from "os";
 import * as path from "path";
 import type { EvaluateResult } from "./workers/evaluate";
 import { benchClientOverhead } from "./client";
+import { runEngine } from "./engine";
+import { benchPooler } from "./pooler";
 import { runChecks, runCliStart, runProvisioning, Section } from "./sections";
 
 /**
- * `npm run bench [-- --quick] [-- --only program,provision,check,audit,client,cli] [-- --write]`:
+ * `npm run bench [-- --quick] [-- --only program,provision,check,audit,client,cli,pooler] [-- --write]`:
  * compiles the program and the workers into dist/, then measures, each figure in a fresh child
  * process (clean peak RSS): program evaluation under the mock runtime against the
  * straightforward baseline, provisioning on real embedded clusters against raw SQL, and the
@@ -38,10 +40,20 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--only") (argv[++i] ?? "").split(",").forEach((s) => only.add(s.trim()));
     else
       throw new Error(
-        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client,cli] [--write|--no-write]`,
+        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client,cli,pooler,engine,engine-build] [--write|--no-write]`,
       );
   }
-  const known = ["program", "provision", "check", "audit", "client", "cli"];
+  const known = [
+    "program",
+    "provision",
+    "check",
+    "audit",
+    "client",
+    "cli",
+    "pooler",
+    "engine",
+    "engine-build",
+  ];
   const unknown = [...only].filter((s) => !known.includes(s));
   if (unknown.length > 0)
     throw new Error(`unknown section(s) ${unknown.join(", ")}; sections: ${known.join(", ")}`);
@@ -67,6 +79,7 @@ function build(): void {
     "bench/workers/evaluate.js",
     "bench/workers/ts-node.js",
     "bench/support/peak.js",
+    "bench/workers/app.js",
   ];
   const missing = outputs.filter((f) => !fs.existsSync(path.join(DIST, f)));
   if (missing.length > 0) {
@@ -347,6 +360,15 @@ async function clientSection(opts: Options): Promise<Section> {
   };
 }
 
+/** PgBouncer's bound on server connections, its latency, and usage's sample cost (bench/pooler.ts). */
+async function poolerSection(opts: Options): Promise<Section> {
+  const result = await benchPooler({
+    quick: opts.quick,
+    appWorker: [path.join(DIST, "bench", "workers", "app.js")],
+  });
+  return { name: "pooler", markdown: result.markdown };
+}
+
 export async function main(argv: string[]): Promise<number> {
   const opts = parseArgs(argv);
   const header = `${opts.quick ? "Quick run" : "Full run"} of ${[...opts.only].join(", ")}:\n\n${machine()}\n`;
@@ -357,6 +379,9 @@ export async function main(argv: string[]): Promise<number> {
   if (opts.only.has("check") || opts.only.has("audit")) sections.push(...(await runChecks(opts)));
   if (opts.only.has("client")) sections.push(await clientSection(opts));
   if (opts.only.has("cli")) sections.push(runCliStart(opts));
+  if (opts.only.has("pooler")) sections.push(await poolerSection(opts));
+  if (opts.only.has("engine") || opts.only.has("engine-build"))
+    sections.push(await runEngine(opts));
   console.log([header, ...sections.map((s) => s.markdown)].join("\n"));
   if (opts.write)
     writeResults(sections.map((s) => ({ name: s.name, markdown: `${header}\n${s.markdown}` })));

@@ -26,6 +26,7 @@ export interface Advice {
 export const DOWN_MARGIN = 0.5;
 
 const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
+const msPerSecond = (x: number) => `${Math.round(x * 10) / 10} ms/s`;
 const mb = (bytes: number) => bytes / (1024 * 1024);
 
 export function formatBytes(bytes: number): string {
@@ -55,7 +56,7 @@ function overThresholds(t: TenantUsage, advice: AdviceConfig, tier: string): str
   const evidence: string[] = [];
   if (t.perSecond.activeMs >= advice.minLoadMsPerSecond && t.loadShare > advice.maxLoadShare) {
     evidence.push(
-      `load: ${pct(t.loadShare)} of cluster ${tier}'s statement time (${t.perSecond.activeMs} ms/s; threshold ${pct(advice.maxLoadShare)})`,
+      `load: ${pct(t.loadShare)} of cluster ${tier}'s statement time (${msPerSecond(t.perSecond.activeMs)}; threshold ${pct(advice.maxLoadShare)})`,
     );
   }
   const limit = t.connections.limit;
@@ -100,7 +101,7 @@ function fitsBelow(
   const sizeOk = mb(t.sizeBytes) <= advice.maxSizeMb * DOWN_MARGIN;
   if (!loadOk || !connectionsOk || !sizeOk) return undefined;
   return [
-    `load: would be ${pct(share)} of cluster ${down}'s statement time (${t.perSecond.activeMs} ms/s; ${down}'s threshold ${pct(advice.maxLoadShare)})`,
+    `load: would be ${pct(share)} of cluster ${down}'s statement time (${msPerSecond(t.perSecond.activeMs)}; ${down}'s threshold ${pct(advice.maxLoadShare)})`,
     `connections: peak ${t.connections.peak} against the limit ${limit} it would have on ${down} (threshold ${pct(advice.maxConnectionUse)})`,
     `size: ${formatBytes(t.sizeBytes)} (${down}'s threshold ${formatBytes(advice.maxSizeMb * 1024 * 1024)})`,
   ];

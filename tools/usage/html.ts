@@ -121,7 +121,7 @@ h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
 figure { margin: 12px 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 .chart text { font-size: 12px; fill: #1b1f24; } .track { fill: #eef1f4; }
 .bar.load { fill: #c0392b; } .bar.connections { fill: #2471a3; } .bar.size { fill: #7d3c98; }
-table { border-collapse: collapse; margin-top: 8px; } th, td { border: 1px solid #d0d7de; padding: 2px 8px; text-align: right; }
+table { border-collapse: collapse; margin-top: 8px; } th, td { border: 1px solid #d0d7de; padding: 2px 8px; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; } code { background: #eef1f4; padding: 0 4px; }
 `;
 
