@@ -4,6 +4,7 @@ import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { cliArgs, tsNodeArgs } from "../harness/tool";
+import { benchBudget } from "./support/budget";
 import { tenantYaml } from "../harness/tenantFiles";
 import type { Options } from "./run";
 import type { ProvisionJob, ProvisionResult } from "./workers/provision";
@@ -142,9 +143,13 @@ function measureCheck(n: number): {
       );
     }
     const local = fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.local.yaml"), "utf8");
+    const config = (parse(local) as { config: Record<string, unknown> }).config;
     const doc = {
       config: {
-        ...(parse(local) as { config: object }).config,
+        ...config,
+        "pg-tenants:clusters": benchBudget({
+          clusters: config["pg-tenants:clusters"],
+        }).clusters,
         "pg-tenants:tenantsDir": tenantsDir,
       },
     };

@@ -139,6 +139,14 @@ export class EngineDeployer {
     return { changes: result.changeSummary, steps: r.steps, output: r.output() };
   }
 
+  /** `pulumi up --refresh` as one CLI run, without the preview `up` runs first (benchmarks). */
+  async refreshUp(): Promise<EngineRun> {
+    const stack = await this.open();
+    const r = recorder();
+    const result = await stack.up({ refresh: true, onOutput: r.onOutput, onEvent: r.onEvent });
+    return { changes: result.summary.resourceChanges ?? {}, steps: r.steps, output: r.output() };
+  }
+
   async refresh(): Promise<EngineRun> {
     const stack = await this.open();
     const r = recorder();

@@ -1,4 +1,5 @@
 import { CONTAINMENT_SCHEMA, EMPTY_TEMPLATE } from "./containment";
+import { CONTAINMENT_INVARIANTS } from "./containmentAudit";
 import { HISTORY_SCHEMA, parseTemplate, templateName } from "./templates";
 import type { StackConfig } from "./config";
 import {
@@ -134,6 +135,8 @@ export const INVARIANTS = {
   migrationHistory: "migration-history",
   /** A tenant behind the stack's template version: migrate has not reached it yet. */
   migrationPending: "migration-pending",
+  /** What tenants share: infra/containmentAudit.ts. */
+  ...CONTAINMENT_INVARIANTS,
 } as const;
 export type Invariant = (typeof INVARIANTS)[keyof typeof INVARIANTS];
 

@@ -57,11 +57,15 @@ const ServerSchema = z.strictObject({
    * (pg_use_reserved_connections). The budget keeps them free on 15 too.
    */
   reservedConnections: count("reservedConnections", 1000).default(5),
-  /** How far the tenants' limits may add up beyond the slots left to them: 1 is none. */
+  /**
+   * How far the tenants' limits may add up beyond the slots left to them: 1 is none. A cluster
+   * whose tenants reach it through a pooler (which holds the server connections to its own
+   * budget) may overcommit the logins' direct limits far.
+   */
   overcommit: z
     .number({ error: "must be a number" })
-    .min(1, { error: "must be from 1 (no overcommit) to 10" })
-    .max(10, { error: "must be from 1 (no overcommit) to 10" })
+    .min(1, { error: "must be from 1 (no overcommit) to 1000" })
+    .max(1000, { error: "must be from 1 (no overcommit) to 1000" })
     .default(1),
   /** temp_file_limit in MB: a tenant cannot lift it (superuser-only setting). */
   tempFileLimitMb: positiveInt("tempFileLimitMb", 1048576).default(1024),

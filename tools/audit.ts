@@ -18,7 +18,9 @@ import {
   StackContext,
   UsageError,
 } from "./lib/cli";
+import type { CredentialsProvider } from "../client/credentials";
 import { snapshotCluster } from "./lib/catalog";
+import { auditContainment } from "./lib/containmentAudit";
 import { migrationFindings } from "./lib/migrations/audit";
 import { clusterTarget, mapPool } from "./lib/pg";
 
@@ -32,6 +34,8 @@ import { clusterTarget, mapPool } from "./lib/pg";
 export interface AuditOptions {
   /** Connections per cluster for the per-database checks. */
   poolSize: number;
+  /** Where the logins' credentials are: each active login then authenticates with its own. */
+  credentials?: CredentialsProvider;
 }
 
 /** Audits every cluster of a stack; clusters are read in parallel, tenant databases on a pool. */
@@ -61,6 +65,7 @@ export async function auditStack(
   });
   const findings = [
     ...auditFleet(ctx.cfg, fleet, snapshots),
+    ...(await auditContainment(ctx, io, options.poolSize, options.credentials)),
     ...(await migrationFindings(ctx, io, options.poolSize)),
   ];
   return summarize(

@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { PROJECT } from "../../infra/config";
 import { evaluateProgram } from "../../tools/evaluate";
 import { readStackFile } from "../../tools/stack";
+import { benchBudget } from "../support/budget";
 import { CountingMocks } from "../../harness/mocks";
 import { tenantYaml } from "../../harness/tenantFiles";
 import { runWorker } from "../support/worker";
@@ -75,6 +76,7 @@ async function run(job: EvaluateJob): Promise<EvaluateResult> {
         stack: "local",
         config: {
           ...file.raw,
+          ...benchBudget(file.raw),
           tenantsDir: dir,
           clusterPasswords: { standard: "bench", premium: "bench" },
         },

@@ -77,7 +77,7 @@ type SessionFactory = (
  * Records each statement with the database it ran in, by wrapping the applier's sessions (the
  * harness records the text alone). Values stay in memory; nothing is printed.
  */
-function captureStatements(fleet: Fleet): Logged[] {
+export function captureStatements(fleet: Fleet): Logged[] {
   const log: Logged[] = [];
   const applier = fleet.applier as unknown as { session: SessionFactory };
   const original = applier.session.bind(fleet.applier);
@@ -98,11 +98,11 @@ function captureStatements(fleet: Fleet): Logged[] {
   return log;
 }
 
-const ids = (n: number, prefix: string) =>
+export const ids = (n: number, prefix: string) =>
   Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(5, "0")}`);
 
 /** The same statement stream for other tenant ids: `tenant_<from>` becomes `tenant_<to>`. */
-function renamed(log: readonly Logged[], from: string, to: string): Logged[] {
+export function renamed(log: readonly Logged[], from: string, to: string): Logged[] {
   const re = new RegExp(`tenant_${from}`, "g");
   const sub = (v: unknown) => (typeof v === "string" ? v.replace(re, `tenant_${to}`) : v);
   return log.map((l) => ({
@@ -117,7 +117,7 @@ function renamed(log: readonly Logged[], from: string, to: string): Logged[] {
  * tenant's statements run in its own database), keeping at most `keep` open: the cluster's
  * connection slots are few.
  */
-async function replay(
+export async function replay(
   fleet: Fleet,
   log: readonly Logged[],
   keep = 16,
@@ -271,6 +271,9 @@ async function audit(
           sslmode: "disable",
           connectionLimit: 20,
           statementTimeoutMs: 30000,
+          // Thousands of tenants on one small embedded server: only a pooler in front could
+          // serve them all at once; the logins' direct limits are overcommitted on purpose.
+          server: { overcommit: 1000 },
         },
       },
       "pg-tenants:hba": {

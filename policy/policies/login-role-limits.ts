@@ -1,3 +1,4 @@
+import { LOGIN_CONNECTION_LIMIT_MAX } from "../../infra/limits";
 import type { PolicyConfigSchema, ResourceValidationPolicy } from "@pulumi/policy";
 import { configOf, isTrue, TYPES } from "../tenancy";
 
@@ -6,7 +7,7 @@ const configSchema: PolicyConfigSchema = {
     maxConnectionLimit: {
       type: "integer",
       minimum: 1,
-      default: 1000,
+      default: LOGIN_CONNECTION_LIMIT_MAX,
       description:
         "The highest connection limit a tenant login role may have; a tenant file asking for more needs this raised in review.",
     },

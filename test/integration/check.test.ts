@@ -80,7 +80,7 @@ describe("npm run check", () => {
     assert.equal(lines[0], "pg-tenants check of stack local: passed");
     assert.match(
       lines[1],
-      /^3 tenant\(s\) on 2 cluster\(s\), \d+ resources, 13 policies: 0 mandatory and 0 advisory violation\(s\)$/,
+      /^3 tenant\(s\) on 2 cluster\(s\), \d+ resources, 14 policies: 0 mandatory and 0 advisory violation\(s\)$/,
     );
     for (const expected of [
       "  acme (Acme Corporation), active, key local",
@@ -160,8 +160,21 @@ describe("npm run check", () => {
 
   it("fails a tenant file that breaks a policy, naming the tenant", () => {
     const dir = project();
-    edit(dir, "tenants/acme.yaml", (t) => `${t}limits:\n  connectionLimit: 5000\n`);
-    const { status, stdout } = check(dir, "--stack", "local", "--format", "json");
+    // The manifest allows up to 1000 per login; this pack's configuration allows 60.
+    edit(dir, "tenants/acme.yaml", (t) => `${t}limits:\n  connectionLimit: 70\n`);
+    fs.writeFileSync(
+      path.join(dir, "policy-config.json"),
+      JSON.stringify({ "login-role-limits": { maxConnectionLimit: 60 } }),
+    );
+    const { status, stdout } = check(
+      dir,
+      "--stack",
+      "local",
+      "--format",
+      "json",
+      "--policy-config",
+      "policy-config.json",
+    );
     assert.equal(status, 1);
     // Passwords (placeholders here) and data keys never reach the report.
     assert.ok(!stdout.includes("placeholder-not-a-secret"));
@@ -173,12 +186,12 @@ describe("npm run check", () => {
         [
           "acme",
           "login-role-limits",
-          "Login role tenant_acme_rw must have a connection limit from 1 to 1000 (has 5000).",
+          "Login role tenant_acme_rw must have a connection limit from 1 to 60 (has 70).",
         ],
         [
           "acme",
           "login-role-limits",
-          "Login role tenant_acme_ro must have a connection limit from 1 to 1000 (has 5000).",
+          "Login role tenant_acme_ro must have a connection limit from 1 to 60 (has 70).",
         ],
       ],
     );
@@ -198,11 +211,11 @@ describe("npm run check", () => {
 
   it("takes enforcement levels and thresholds from a policy config file", () => {
     const dir = project();
-    edit(dir, "tenants/acme.yaml", (t) => `${t}limits:\n  connectionLimit: 5000\n`);
+    edit(dir, "tenants/acme.yaml", (t) => `${t}limits:\n  connectionLimit: 70\n`);
     fs.writeFileSync(
       path.join(dir, "policy-config.json"),
       JSON.stringify({
-        "login-role-limits": { enforcementLevel: "advisory", maxConnectionLimit: 2000 },
+        "login-role-limits": { enforcementLevel: "advisory", maxConnectionLimit: 60 },
       }),
     );
     const { status, stdout } = check(
@@ -216,7 +229,7 @@ describe("npm run check", () => {
     assert.ok(stdout.includes("0 mandatory and 2 advisory violation(s)"), stdout);
     assert.ok(
       stdout.includes(
-        "  advisory [login-role-limits] postgresql:index/role:Role acme@standard-role-rw: Login role tenant_acme_rw must have a connection limit from 1 to 2000 (has 5000).",
+        "  advisory [login-role-limits] postgresql:index/role:Role acme@standard-role-rw: Login role tenant_acme_rw must have a connection limit from 1 to 60 (has 70).",
       ),
       stdout,
     );

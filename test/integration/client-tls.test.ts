@@ -153,13 +153,24 @@ function connector(sslmode: string, tls?: TlsTrust): TenantConnector {
   return tc;
 }
 
-/** Whether the server sees this session encrypted, and as whom. */
+/**
+ * Whether the server sees this session encrypted, and as whom. pg_stat_ssl is closed to tenant
+ * logins (containment): the session gives its pid, the superuser reads its row.
+ */
 async function session(tc: TenantConnector): Promise<{ ssl: boolean; user: string }> {
   return tc.withTenant("acme", "rw", async (c) => {
-    const r = await (c as Client).query<{ ssl: boolean; user: string }>(
-      "SELECT ssl, current_user AS user FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    const me = await (c as Client).query<{ pid: number; user: string }>(
+      "SELECT pg_backend_pid() AS pid, current_user AS user",
     );
-    return r.rows[0];
+    const su = await fleet.clusters.standard.superuserClient();
+    try {
+      const r = await su.query<{ ssl: boolean }>("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", [
+        me.rows[0].pid,
+      ]);
+      return { ssl: r.rows[0].ssl, user: me.rows[0].user };
+    } finally {
+      await su.end();
+    }
   });
 }
 

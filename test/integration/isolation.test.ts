@@ -32,7 +32,12 @@ const names = (id: string) => tenantNames("tenant_", id);
 let fleet: Fleet;
 
 beforeAll(async () => {
-  fleet = await provisionFleet({ tiers: ["standard", "premium"], tenants: TENANTS });
+  // Room in the connection budget for the tenant section 7 adds (three on standard).
+  fleet = await provisionFleet({
+    tiers: ["standard", "premium"],
+    tenants: TENANTS,
+    server: { maxConnections: 200 },
+  });
 });
 
 afterAll(async () => {
