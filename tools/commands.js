@@ -243,7 +243,8 @@ const COMMANDS = [
   },
   {
     name: "move",
-    summary: "move a tenant to the tier its file declares (copy, verify, switch)",
+    summary:
+      "move a tenant to the tier its file declares (copy, verify, switch); resumes an interrupted move, --abort gives it back",
     args: [TENANT],
     options: {
       stack: STACK,
@@ -252,6 +253,10 @@ const COMMANDS = [
         value: "<seconds>",
         default: "30",
         description: "how long to wait for the tenant's sessions to end",
+      },
+      abort: {
+        type: "boolean",
+        description: "give the source back: stop an interrupted move and empty the target",
       },
     },
     module: "tools/move.ts",
@@ -304,6 +309,24 @@ const COMMANDS = [
       },
     },
     module: "tools/restore.ts",
+  },
+  {
+    name: "watchdog",
+    summary:
+      "end tenant sessions over their limits (statement and idle timeouts, offboarded, advisory locks)",
+    args: [],
+    options: {
+      stack: STACK,
+      once: { type: "boolean", description: "one pass over every cluster, then exit" },
+      interval: {
+        type: "string",
+        value: "<seconds>",
+        default: "30",
+        description: "seconds between passes",
+      },
+      "dry-run": { type: "boolean", description: "list the sessions it would end, end none" },
+    },
+    module: "tools/watchdog.ts",
   },
   {
     name: "affected",
@@ -372,21 +395,3 @@ function usageLine(spec) {
 }
 
 module.exports = { COMMANDS, EXIT, command, usageLine };
-  {
-    name: "watchdog",
-    summary:
-      "end tenant sessions over their limits (statement and idle timeouts, offboarded, advisory locks)",
-    args: [],
-    options: {
-      stack: STACK,
-      once: { type: "boolean", description: "one pass over every cluster, then exit" },
-      interval: {
-        type: "string",
-        value: "<seconds>",
-        default: "30",
-        description: "seconds between passes",
-      },
-      "dry-run": { type: "boolean", description: "list the sessions it would end, end none" },
-    },
-    module: "tools/watchdog.ts",
-  },

@@ -188,7 +188,7 @@ describe("npm run move between two embedded clusters", () => {
       const io = captureIo(fleet);
       assert.equal(await move(["acme", ...S], io), 1);
       assert.deepEqual(io.errors, [
-        "error: the target database tenant_acme on cluster premium is not empty (app.events: 1 row(s)): a move only fills the empty database the program provisioned; nothing was changed",
+        "error: the target database tenant_acme on cluster premium is not empty (app.events: 1 row(s)): a move only fills the empty database the program provisioned; nothing was changed. If it holds a copy from an earlier move that was given back, empty it as the provisioning role on cluster premium (TRUNCATE its tables) after checking nobody wrote there",
       ]);
     } finally {
       await c.query("TRUNCATE app.events");
@@ -217,7 +217,7 @@ describe("npm run move between two embedded clusters", () => {
     await rw.end();
   });
 
-  it("a freeze that fails half-way gives back the logins it had taken", async () => {
+  it("a freeze that fails half-way changes nothing: NOLOGIN and the journal commit together", async () => {
     const su = await client("standard", "postgres");
     // The provisioning role may not alter a superuser: the second ALTER ROLE ... NOLOGIN fails.
     await su.query("ALTER ROLE tenant_acme_ro SUPERUSER");
@@ -225,7 +225,7 @@ describe("npm run move between two embedded clusters", () => {
       const io = captureIo(fleet);
       assert.equal(await move(["acme", ...S], io), 1);
       assert.deepEqual(io.errors, [
-        'error: freezing the source failed: ALTER ROLE "tenant_acme_ro" NOLOGIN: must be superuser to alter superuser roles or change superuser attribute; tenant_acme_rw got LOGIN back, the source serves as before',
+        'error: freezing the source failed: ALTER ROLE "tenant_acme_ro" NOLOGIN: must be superuser to alter superuser roles or change superuser attribute; nothing was changed, the source serves as before',
       ]);
       const roles = await su.query(
         "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname ~ '^tenant_acme_r[wo]$' ORDER BY 1",
@@ -254,11 +254,11 @@ describe("npm run move between two embedded clusters", () => {
       const message = io.errors.join("\n");
       assert.match(
         message,
-        /^error: loading into tenant_acme on cluster "premium" failed \(pg_restore exit 1\): .*small_amounts/s,
+        /^error: copying tenant_acme into cluster "premium" failed: new row for relation "invoices" violates check constraint "small_amounts"/,
       );
       assert.ok(
         message.endsWith(
-          "the move was abandoned: the target database on cluster premium was left as it was (the failed load committed nothing), the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+          "the move was abandoned: the target database on cluster premium was left empty (the load was rolled back), the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
         ),
         message,
       );
@@ -269,7 +269,7 @@ describe("npm run move between two embedded clusters", () => {
     await assertTargetEmptySourceServing();
   });
 
-  it("abandons a loaded copy that does not verify: target emptied again, source logins restored", async () => {
+  it("abandons a copy that does not verify before it commits: target left empty, source logins restored", async () => {
     const c = await client("premium", "tenant_acme");
     await c.query(
       "CREATE FUNCTION public.shout() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.name := NEW.name || '!'; RETURN NEW; END$$",
@@ -281,7 +281,7 @@ describe("npm run move between two embedded clusters", () => {
       const io = captureIo(fleet);
       assert.equal(await move(["acme", ...S], io), 1);
       assert.deepEqual(io.errors, [
-        "error: verification failed: table app.customers has the same 40 row count but different content in the target on cluster premium\nthe move was abandoned: the target database on cluster premium was emptied again, the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+        "error: verification failed: table app.customers has the same 40 row count but different content in the target on cluster premium\nthe move was abandoned: the target database on cluster premium was left empty (the load was rolled back), the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
       ]);
     } finally {
       await c.query("DROP TRIGGER shout ON app.customers");
@@ -304,7 +304,7 @@ describe("npm run move between two embedded clusters", () => {
     assert.deepEqual(io.lines.slice(0, 8), [
       "moving tenant acme: database tenant_acme from cluster standard to cluster premium",
       "froze the source: tenant_acme_rw, tenant_acme_ro set NOLOGIN, no session left",
-      "copied and verified 3 table(s), 183 row(s) (row counts and content checksums match)",
+      "copied and verified 3 table(s), 183 row(s), 3 sequence(s), 0 large object(s) (row counts, content checksums, sequence values and large objects match)",
       "  app.customers: 40 row(s)",
       "  app.events: 23 row(s)",
       "  app.invoices: 120 row(s)",

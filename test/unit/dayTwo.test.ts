@@ -11,11 +11,11 @@ import { ManifestContext, parseManifest, SourceFile, Tenant } from "../../infra/
 import { buildFleetModel, buildTenantModel } from "../../infra/model";
 import {
   abandonReport,
-  closeFailedReport,
   nextSteps,
   placementUrn,
-  rewriteFailedReport,
+  resumeHint,
   rewriteTenantFile,
+  stateReport,
 } from "../../tools/move";
 import { main as offboard, purgeNextSteps, retentionEnd, tenantUrn } from "../../tools/offboard";
 import { swapStatements } from "../../tools/restore";
@@ -591,37 +591,41 @@ describe("what a failed move reports", () => {
   it("says which of emptying the target and restoring the logins happened", () => {
     assert.equal(
       report("skipped", "done"),
-      "the move was abandoned: the target database on cluster premium was left as it was (the failed load committed nothing), the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+      "the move was abandoned: the target database on cluster premium was left empty (the load was rolled back), the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
     );
     assert.equal(
       report("connection terminated", "done"),
-      "the move was abandoned: emptying the target database tenant_acme on cluster premium failed (connection terminated): it still holds the copied rows; empty its tables (TRUNCATE, as the provisioning role) before the next move, the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
+      "the move was abandoned: emptying the target database tenant_acme on cluster premium failed (connection terminated): it still holds the copied rows; run npm run move -- acme --abort again to empty it, the source on cluster standard serves as before (logins restored); fix the cause and run npm run move -- acme again",
     );
     assert.equal(
-      report(
-        "done",
-        'giving LOGIN back failed (connection terminated): tenant_acme_ro cannot log in; as the provisioning role run: ALTER ROLE "tenant_acme_ro" LOGIN',
-      ),
-      'the move was abandoned: the target database on cluster premium was emptied again, the source on cluster standard does not serve yet: giving LOGIN back failed (connection terminated): tenant_acme_ro cannot log in; as the provisioning role run: ALTER ROLE "tenant_acme_ro" LOGIN; fix the cause and run npm run move -- acme again',
+      report("done", "connection terminated"),
+      "the move was abandoned: the target database on cluster premium was emptied again, the source on cluster standard does not serve yet: giving it back failed (connection terminated); fix the cause and run npm run move -- acme again",
     );
   });
 
-  it("after the copy, states what is done and what remains by hand", () => {
-    const steps = nextSteps("local", model, "premium");
-    const closing = closeFailedReport("timeout", model, "premium", "tenants/acme.yaml", steps);
-    assert.deepEqual(closing.split("\n").slice(0, 3), [
-      "closing the source failed (timeout)",
-      "state: the target database tenant_acme on cluster premium holds the verified copy; the source on cluster standard still allows connections but its logins are NOLOGIN; tenants/acme.yaml is unchanged.",
-      'to finish by hand: as the provisioning role on cluster standard run ALTER DATABASE "tenant_acme" ALLOW_CONNECTIONS false; then set tier: premium and remove move in tenants/acme.yaml, and:',
-    ]);
-    assert.deepEqual(closing.split("\n").slice(3), steps);
-    const rewriting = rewriteFailedReport("EACCES", model, "premium", "tenants/acme.yaml", steps);
-    assert.deepEqual(rewriting.split("\n").slice(0, 3), [
-      "rewriting tenants/acme.yaml failed (EACCES)",
-      "state: the move is done on the clusters: the target database tenant_acme on cluster premium holds the verified copy, the source on cluster standard is closed (ALLOW_CONNECTIONS false, logins NOLOGIN).",
-      "to finish by hand: set tier: premium and remove move in tenants/acme.yaml, then:",
-    ]);
-    assert.deepEqual(rewriting.split("\n").slice(3), steps);
+  it("states exactly where an interrupted move stands, and the one command for each way out", () => {
+    const row = {
+      tenant: "acme",
+      fromTier: "standard",
+      toTier: "premium",
+      database: "tenant_acme",
+    } as const;
+    assert.deepEqual(
+      (["frozen", "copied", "closed", "aborting"] as const).map((phase) =>
+        stateReport({ ...row, phase }, "tenants/acme.yaml"),
+      ),
+      [
+        "state: its logins are NOLOGIN on cluster standard: tenant acme is served nowhere; the target database tenant_acme on cluster premium holds no verified copy yet.",
+        "state: its logins are NOLOGIN on cluster standard: tenant acme is served nowhere; the target database tenant_acme on cluster premium holds the verified copy; the source still allows connections; tenants/acme.yaml is unchanged.",
+        "state: the source database tenant_acme on cluster standard is closed (ALLOW_CONNECTIONS false, logins NOLOGIN) and the target on cluster premium holds the verified copy; tenant acme is served nowhere until tenants/acme.yaml says tier: premium and pulumi up runs.",
+        "state: tenant acme serves from cluster standard again (logins restored); the target database on cluster premium may still hold a copy.",
+      ],
+    );
+    assert.equal(
+      resumeHint(row),
+      "run npm run move -- acme to finish the move, or npm run move -- acme --abort to serve from cluster standard again",
+    );
+    assert.ok(model.id === "acme");
   });
 });
 

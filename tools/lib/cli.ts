@@ -203,6 +203,15 @@ export function findTenant(ctx: StackContext, id: string): { tenant: Tenant; mod
   return { tenant, model: buildTenantModel(tenant, ctx.cfg) };
 }
 
+/** Which tenant of the stack's manifest a role belongs to, for messages that name a session's tenant. */
+export function tenantOfRole(ctx: StackContext): (role: string) => string | undefined {
+  const byRole = new Map<string, string>();
+  for (const t of ctx.tenants) {
+    for (const r of buildTenantModel(t, ctx.cfg).roles) byRole.set(r.name, t.id);
+  }
+  return (role) => byRole.get(role);
+}
+
 /** The stacks of ctx's deployment (same clusters, same tenants folder) whose shard holds the tenant. */
 function declaringStacks(ctx: StackContext, tenant: Tenant): string[] {
   const stacks: StackConfig[] = [ctx.cfg];

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { CommandError } from "./cli";
-import type { ClusterTarget } from "./pg";
+import { ClusterTarget, DEFAULT_TIMEOUTS } from "./pg";
 
 /**
  * pg_dump and pg_restore, found on PATH or in the folder `PGTENANTS_PG_BIN` names. pg_dump
@@ -100,7 +100,30 @@ export function libpqEnv(
     PGSSLMODE: target.sslmode,
     PGCONNECT_TIMEOUT: String(target.connectTimeout),
     PGAPPNAME: "pg-tenants",
+    // pg_restore's session waits no longer for a tenant's lock than the commands' own sessions;
+    // pg_dump sets its own statement_timeout and lock_timeout and gets --lock-wait-timeout.
+    PGOPTIONS: `-c lock_timeout=${(target.timeouts ?? DEFAULT_TIMEOUTS).lockMs} -c statement_timeout=${(target.timeouts ?? DEFAULT_TIMEOUTS).statementMs}`,
   };
+}
+
+/**
+ * `setpriv --pdeathsig KILL` (util-linux) where it exists: the kernel kills the tool when the
+ * command dies, even by SIGKILL, so no orphaned pg_restore commits after its parent is gone.
+ */
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => {
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+    return process.platform === "linux";
+  } catch {
+    return false;
+  }
+});
+
+/** The command line that runs a tool so that it dies with this process. */
+export function childCommand(file: string, args: string[]): [string, string[]] {
+  return SETPRIV === undefined
+    ? [file, args]
+    : [SETPRIV, ["--pdeathsig", "KILL", "--", file, ...args]];
 }
 
 /** Runs a client tool; a failure carries its last stderr lines (libpq never prints the password). */
@@ -111,7 +134,8 @@ export function runPgTool(
   what: string,
 ): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(tool.path, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    const [file, argv] = childCommand(tool.path, args);
+    const child = spawn(file, argv, { env, stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (d: Buffer) => out.push(d));
@@ -125,9 +149,32 @@ export function runPgTool(
         return;
       }
       const stderr = Buffer.concat(err).toString("utf8").trim().split("\n").slice(-6).join("\n");
-      reject(new CommandError(`${what} failed (${tool.name} exit ${code}): ${stderr}`));
+      const lockWait = /could not obtain lock|canceling statement due to lock timeout/.test(stderr);
+      reject(
+        new PgToolError(
+          lockWait
+            ? `${what} waited for a lock another session holds and gave up (${tool.name}: ${
+                stderr
+                  .split("\n")
+                  .find((l) => /lock/.test(l))
+                  ?.replace(/^[a-z_]+: (error: )?/, "") ?? "lock timeout"
+              })`
+            : `${what} failed (${tool.name} exit ${code}): ${stderr}`,
+          lockWait,
+        ),
+      );
     });
   });
+}
+
+/** A client tool's failure; `lockWait` when it gave up waiting for a lock. */
+export class PgToolError extends CommandError {
+  constructor(
+    message: string,
+    public readonly lockWait: boolean,
+  ) {
+    super(message);
+  }
 }
 
 /** Checks that a file is a custom-format archive pg_restore can read, and returns its table of contents. */

@@ -1,110 +1,51 @@
 import type { Client } from "pg";
 import type { TenantModel } from "../../infra/model";
-import { isLoginKind } from "../../infra/naming";
-import { quoteIdent } from "../../infra/sql";
 import { CommandError } from "./cli";
 
 /**
- * Write-freezing a tenant database on its cluster, as its provisioning role: the login roles
- * become NOLOGIN (no new session), existing sessions of them are ended (or waited for), and
- * `thaw` undoes it exactly. Used by the move before copying.
+ * Ending a tenant's sessions on its cluster, as the provisioning role: a move after its logins
+ * are NOLOGIN, the offboarding before its final dump. Ending another role's session needs
+ * pg_signal_backend (the bootstrap grants it); without it the sessions are waited for.
  */
 
-export interface Frozen {
-  /** The login roles that were LOGIN before and must get it back on thaw. */
-  logins: string[];
-}
-
-/** Sessions of the tenant's login roles on its database. */
-export async function tenantSessions(admin: Client, model: TenantModel): Promise<number[]> {
-  const logins = model.roles.filter((r) => isLoginKind(r.kind)).map((r) => r.name);
+/** The pids of sessions of the tenant's roles (`database`: on that database only). */
+export async function tenantSessions(
+  admin: Client,
+  roles: readonly string[],
+  database?: string,
+): Promise<number[]> {
   const r = await admin.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = ANY($2::text[]) AND pid <> pg_backend_pid()",
-    [model.database.name, logins],
+    `SELECT pid FROM pg_stat_activity
+     WHERE usename = ANY($1::text[]) AND ($2::text IS NULL OR datname = $2) AND pid <> pg_backend_pid()
+     ORDER BY pid`,
+    [roles, database ?? null],
   );
   return r.rows.map((row) => row.pid);
 }
 
 /**
- * Freezes writes: NOLOGIN on the logins, then ends their sessions. Ending another role's
- * session needs membership of it or pg_signal_backend; without either the sessions are waited
- * for up to `waitSeconds`, and if any remains the freeze is undone and the move refused.
+ * Ends every session of the tenant's logins on its database and waits up to `waitSeconds` for
+ * them to go. Sessions that cannot be ended (no pg_signal_backend) are waited for; if any
+ * remains, throws naming them and the fix.
  */
-export async function freeze(
+export async function endSessions(
   admin: Client,
   model: TenantModel,
   waitSeconds: number,
-): Promise<Frozen> {
-  const logins = model.roles.filter((r) => isLoginKind(r.kind)).map((r) => r.name);
-  const current = await admin.query<{ rolname: string; rolcanlogin: boolean }>(
-    "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1::text[])",
-    [logins],
-  );
-  // In the model's order (rw, then ro), whatever order the catalog returns.
-  const frozen: Frozen = {
-    logins: logins.filter((l) => current.rows.some((r) => r.rolname === l && r.rolcanlogin)),
-  };
-  // Only the roles actually set NOLOGIN are given LOGIN back when the freeze is undone.
-  const done: Frozen = { logins: [] };
-  let failed: string | undefined;
-  try {
-    for (const role of frozen.logins) {
-      try {
-        await admin.query(`ALTER ROLE ${quoteIdent(role)} NOLOGIN`);
-      } catch (e) {
-        failed = `freezing the source failed: ALTER ROLE ${quoteIdent(role)} NOLOGIN: ${(e as Error).message}`;
-        throw e;
-      }
-      done.logins.push(role);
-    }
-    for (const pid of await tenantSessions(admin, model)) {
-      await admin.query("SELECT pg_terminate_backend($1)", [pid]).catch(() => undefined);
-    }
-    const deadline = Date.now() + waitSeconds * 1000;
-    let remaining = await tenantSessions(admin, model);
-    while (remaining.length > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 200));
-      remaining = await tenantSessions(admin, model);
-    }
-    if (remaining.length > 0) {
-      throw new CommandError(
-        `${remaining.length} session(s) of ${logins.join("/")} are still connected to ${model.database.name} after ${waitSeconds}s and could not be ended (the provisioning role needs pg_signal_backend for that): stop the application's connections to tenant ${model.id}, or grant pg_signal_backend to the provisioning role, and run the move again`,
-      );
-    }
-  } catch (e) {
-    try {
-      await thaw(admin, done);
-    } catch (t) {
-      throw new CommandError(`${failed ?? (e as Error).message}\n${(t as Error).message}`);
-    }
-    if (failed !== undefined) {
-      throw new CommandError(
-        `${failed}; ${done.logins.length > 0 ? `${done.logins.join(", ")} got LOGIN back, ` : ""}the source serves as before`,
-      );
-    }
-    throw e;
+): Promise<void> {
+  const logins = model.roles.filter((r) => r.kind === "rw" || r.kind === "ro").map((r) => r.name);
+  for (const pid of await tenantSessions(admin, logins, model.database.name)) {
+    await admin.query("SELECT pg_terminate_backend($1)", [pid]).catch(() => undefined);
   }
-  return frozen;
-}
-
-/**
- * Gives the logins back what freeze took. Tries every role; if any fails, throws one message
- * naming the roles left NOLOGIN and the statements that restore them.
- */
-export async function thaw(admin: Client, frozen: Frozen): Promise<void> {
-  const failed: string[] = [];
-  let cause = "";
-  for (const role of frozen.logins) {
-    try {
-      await admin.query(`ALTER ROLE ${quoteIdent(role)} LOGIN`);
-    } catch (e) {
-      failed.push(role);
-      cause ||= (e as Error).message;
-    }
+  const deadline = Date.now() + waitSeconds * 1000;
+  let remaining = await tenantSessions(admin, logins, model.database.name);
+  while (remaining.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    remaining = await tenantSessions(admin, logins, model.database.name);
   }
-  if (failed.length > 0) {
+  if (remaining.length > 0) {
     throw new CommandError(
-      `giving LOGIN back failed (${cause}): ${failed.join(", ")} cannot log in; as the provisioning role run: ${failed.map((r) => `ALTER ROLE ${quoteIdent(r)} LOGIN`).join("; ")}`,
+      `${remaining.length} session(s) of ${logins.join("/")} are still connected to ${model.database.name} after ${waitSeconds}s and could not be ended (the provisioning role needs pg_signal_backend for that): stop the application's connections to tenant ${model.id}, or grant pg_signal_backend to the provisioning role, and run the move again`,
     );
   }
 }

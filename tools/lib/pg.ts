@@ -23,6 +23,37 @@ export interface ClusterTarget {
   connectTimeout: number;
   /** The maintenance database the provisioning role may connect to. */
   database: string;
+  /** lock_timeout and statement_timeout of every session of the day-two commands (default DEFAULT_TIMEOUTS). */
+  timeouts?: DayTwoTimeouts;
+}
+
+/**
+ * Every session of a day-two command waits at most `lockMs` for a lock a tenant holds and runs
+ * no statement longer than `statementMs` (a COPY of one table is one statement). The role's own
+ * lock_timeout (10 s, set at bootstrap) is not enough: pg_dump resets it, so the dump tools get
+ * --lock-wait-timeout. `PGTENANTS_LOCK_TIMEOUT_MS` and `PGTENANTS_STATEMENT_TIMEOUT_MS` change them.
+ */
+export interface DayTwoTimeouts {
+  lockMs: number;
+  statementMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: DayTwoTimeouts = { lockMs: 10_000, statementMs: 3_600_000 };
+
+/** The timeouts from the environment; a bad value is a usage error naming the variable. */
+export function dayTwoTimeouts(env: NodeJS.ProcessEnv): DayTwoTimeouts {
+  const read = (name: string, fallback: number) => {
+    const v = env[name];
+    if (v === undefined || v === "") return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 2147483647)
+      throw new CommandError(`${name} must be a whole number of milliseconds from 1 to 2147483647`);
+    return n;
+  };
+  return {
+    lockMs: read("PGTENANTS_LOCK_TIMEOUT_MS", DEFAULT_TIMEOUTS.lockMs),
+    statementMs: read("PGTENANTS_STATEMENT_TIMEOUT_MS", DEFAULT_TIMEOUTS.statementMs),
+  };
 }
 
 /**
@@ -76,6 +107,7 @@ export function clusterTarget(
     sslmode: cluster.sslmode,
     connectTimeout: cluster.connectTimeout,
     database: cluster.database,
+    timeouts: dayTwoTimeouts(env),
   };
 }
 
@@ -117,6 +149,8 @@ export async function connect(target: ClusterTarget, database = target.database)
     ssl: sslOption(target.sslmode),
     connectionTimeoutMillis: target.connectTimeout * 1000,
     application_name: "pg-tenants",
+    lock_timeout: (target.timeouts ?? DEFAULT_TIMEOUTS).lockMs,
+    statement_timeout: (target.timeouts ?? DEFAULT_TIMEOUTS).statementMs,
   });
   // A connection that dies later must not crash the process with an unhandled 'error' event.
   client.on("error", () => undefined);
@@ -170,6 +204,74 @@ export function connectionMessage(target: ClusterTarget, database: string, e: un
       }
       return `cannot connect to database ${database} on ${where}: ${err.message ?? String(e)}`;
   }
+}
+
+/** True for the errors a lock or statement timeout ends a wait with. */
+export function isTimeout(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return code === "55P03" || code === "57014";
+}
+
+/**
+ * One sentence for an error of `what`: a lock or statement timeout says so and what to do; any
+ * other error keeps its message.
+ */
+export function lockWaitMessage(e: unknown, what: string): string {
+  const err = e as { code?: string; message?: string };
+  if (err.code === "55P03")
+    return `${what} waited for a lock another session holds and gave up (lock_timeout): find it with npm run audit or pg_locks, end it (pg-tenants watchdog, or SELECT pg_terminate_backend(<pid>)) or wait for it, and run again`;
+  if (err.code === "57014")
+    return `${what} was cancelled by its statement timeout: run again when the cluster is less busy, or raise PGTENANTS_STATEMENT_TIMEOUT_MS`;
+  return err.message ?? String(e);
+}
+
+export interface LockHolder {
+  pid: number;
+  role: string;
+  mode: string;
+  relation: string | null;
+  state: string | null;
+  /** Seconds since its transaction started. */
+  seconds: number;
+}
+
+/**
+ * Sessions other than ours holding locks in `database` that block reads (anything from
+ * ShareRowExclusive up, on a relation): who a dump or copy waited for.
+ */
+export async function lockHolders(admin: Client, database: string): Promise<LockHolder[]> {
+  const r = await admin.query<LockHolder>(
+    `SELECT a.pid, a.usename::text AS role, l.mode,
+            (SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.relation AND l.database = d.oid) AS relation,
+            a.state, coalesce(extract(epoch FROM now() - a.xact_start), 0)::int AS seconds
+     FROM pg_locks l JOIN pg_database d ON d.oid = l.database JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE d.datname = $1 AND l.granted AND l.locktype = 'relation' AND a.pid <> pg_backend_pid()
+       AND l.mode IN ('AccessExclusiveLock', 'ExclusiveLock', 'ShareRowExclusiveLock')
+       AND a.application_name <> 'pg-tenants'
+     ORDER BY a.pid, l.mode`,
+    [database],
+  );
+  return r.rows;
+}
+
+/** What a wait ended on: the blocking sessions with their tenant, and what to do. */
+export function describeHolders(
+  holders: readonly LockHolder[],
+  tenantOf: (role: string) => string | undefined,
+): string {
+  if (holders.length === 0) return "no session holds a blocking lock any more: run again";
+  const seen = new Set<number>();
+  const parts: string[] = [];
+  for (const h of holders) {
+    if (seen.has(h.pid)) continue;
+    seen.add(h.pid);
+    const tenant = tenantOf(h.role);
+    parts.push(
+      `session ${h.pid} of ${h.role}${tenant !== undefined ? ` (tenant ${tenant})` : ""} holds ${h.mode}${h.relation !== null ? ` on ${h.relation}` : ""} (${h.state ?? "unknown state"}, transaction open ${h.seconds} s)`,
+    );
+  }
+  const pids = [...seen];
+  return `${parts.join("; ")}: end it with SELECT pg_terminate_backend(${pids.join("), pg_terminate_backend(")}) as the provisioning role (or ask the tenant to commit), then run again`;
 }
 
 /** The server's major version (15, 17, ...) from `server_version_num`. */
