@@ -182,8 +182,11 @@ export function provisionerSettings(): Record<string, string> {
   return {
     // A tenant's lock (on its own table, or an advisory key the provider also takes) makes the
     // provider's statement fail after this, not wait for ever; the provider's own
-    // `SET statement_timeout = 0` leaves it in force.
-    lock_timeout: "10s",
+    // `SET statement_timeout = 0` leaves it in force. The provider also queues on its own
+    // advisory locks (every database it creates locks the provisioning role, a member of each
+    // owner): ten new tenants in one run on a loaded machine waited over 10 s for those, so the
+    // bound is generous. Day-two tools set a shorter one per session.
+    lock_timeout: "2min",
     // Dumps read every large object a tenant owns; the check is off for this role only.
     lo_compat_privileges: "on",
     // The cluster-wide session limits below are for tenants: the provider pools its sessions and

@@ -180,7 +180,7 @@ export function containmentFindings(
   if (!snap.provisioner.settings.some((s) => s.startsWith("lock_timeout="))) {
     push(
       CONTAINMENT_INVARIANTS.provisionerSetup,
-      `the provisioning role ${cluster.username} has no lock_timeout: a tenant's lock can stall every deploy (ALTER ROLE ${cluster.username} SET lock_timeout = '10s')`,
+      `the provisioning role ${cluster.username} has no lock_timeout: a tenant's lock can stall every deploy (ALTER ROLE ${cluster.username} SET lock_timeout = '2min')`,
     );
   }
   for (const needed of [

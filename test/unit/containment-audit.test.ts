@@ -37,7 +37,7 @@ const clean = (): ContainmentSnapshot => ({
   sessions: {},
   loginLimits: { tenant_acme_rw: 20, tenant_acme_ro: 20 },
   provisioner: {
-    settings: ["lock_timeout=10s"],
+    settings: ["lock_timeout=2min"],
     memberOf: ["pg_signal_backend", "pg_use_reserved_connections"],
   },
   contents: {},
@@ -62,7 +62,7 @@ describe("containmentFindings", () => {
     const snap = clean();
     snap.provisioner = { settings: [], memberOf: [] };
     expect(containmentFindings(cfg, fleet, snap).map((f) => f.message)).toEqual([
-      "the provisioning role pgtenants_provisioner has no lock_timeout: a tenant's lock can stall every deploy (ALTER ROLE pgtenants_provisioner SET lock_timeout = '10s')",
+      "the provisioning role pgtenants_provisioner has no lock_timeout: a tenant's lock can stall every deploy (ALTER ROLE pgtenants_provisioner SET lock_timeout = '2min')",
       "the provisioning role pgtenants_provisioner is not a member of pg_signal_backend (GRANT pg_signal_backend TO pgtenants_provisioner)",
       "the provisioning role pgtenants_provisioner is not a member of pg_use_reserved_connections (GRANT pg_use_reserved_connections TO pgtenants_provisioner)",
     ]);
