@@ -1,6 +1,5 @@
 import * as path from "path";
-import { parseDocument } from "yaml";
-import { SourceFile, TenantFileSchema } from "./manifest";
+import { parseYaml, SourceFile, TenantFileSchema } from "./manifest";
 
 /**
  * What a change of the tenants manifest does, tenant by tenant, and which of those changes the
@@ -55,8 +54,8 @@ export type ChangeRule = (
 export function readManifestEntries(files: readonly SourceFile[]): ManifestEntry[] {
   return files.map(({ file, text }) => {
     const fallbackId = path.basename(file).replace(/\.ya?ml$/, "");
-    const doc = parseDocument(text, { prettyErrors: false });
-    const raw: unknown = doc.errors.length > 0 ? {} : doc.toJS();
+    const yaml = parseYaml(text);
+    const raw: unknown = "value" in yaml ? yaml.value : {};
     const fields =
       raw !== null && typeof raw === "object" && !Array.isArray(raw)
         ? (raw as Record<string, unknown>)
@@ -132,8 +131,32 @@ export const tierChangedOnlyByMove: ChangeRule = (diff, base) =>
     ];
   });
 
+/**
+ * The retention of an offboarded tenant counts from `offboardedAt`: dating it earlier shortens
+ * the retention (the purge becomes allowed sooner) as surely as lowering `retentionDays`, so an
+ * edit may move it later, never earlier.
+ */
+export const retentionNotShortened: ChangeRule = (diff) =>
+  diff.changed.flatMap((change) => {
+    const f = change.fields.find((x) => x.field === "offboardedAt");
+    if (f === undefined || typeof f.from !== "string" || typeof f.to !== "string") return [];
+    if (f.to >= f.from) return [];
+    return [
+      {
+        rule: "retention-not-shortened",
+        tenant: change.id,
+        file: change.file,
+        message: `${change.file} moves offboardedAt from ${f.from} to ${f.to}: that shortens tenant ${change.id}'s retention (a purge would be allowed earlier); the day of the offboarding is never moved earlier: keep offboardedAt: ${f.from}.`,
+      },
+    ];
+  });
+
 /** Every rule the gate applies to a manifest change, in reporting order. */
-export const CHANGE_RULES: ChangeRule[] = [removedOnlyWhenOffboarded, tierChangedOnlyByMove];
+export const CHANGE_RULES: ChangeRule[] = [
+  removedOnlyWhenOffboarded,
+  tierChangedOnlyByMove,
+  retentionNotShortened,
+];
 
 /** Leaf values by dotted path; arrays count as one value. */
 function flatten(doc: Record<string, unknown>, prefix = ""): Map<string, unknown> {

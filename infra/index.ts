@@ -15,6 +15,7 @@ export = async () => {
     namePrefix: cfg.namePrefix,
     tiers: Object.keys(cfg.clusters),
     reservedNames: reservedNames(cfg),
+    today: new Date().toISOString().slice(0, 10),
   });
   // The whole manifest is validated above; the stack declares only its shard of it.
   return withoutPromiseStackTraces(() => declareFleet(cfg, tenants, passwords));

@@ -2,6 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
+import { readInputFile } from "./files";
 import { InputError, InputIssue, zodIssues } from "./issues";
 import { LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from "./limits";
 import { maxTenantIdLength, RESERVED_ID_ENDINGS, TENANT_ID_PATTERN, tenantNames } from "./naming";
@@ -97,6 +98,8 @@ export interface ManifestContext {
   tiers: readonly string[];
   /** Names no tenant may take: the template, the provisioning roles, the maintenance databases. */
   reservedNames: readonly string[];
+  /** Today (UTC, YYYY-MM-DD): an offboarding cannot be dated later. Unchecked when absent. */
+  today?: string;
 }
 
 /** Names that are never a tenant's, whatever the stack says. */
@@ -106,6 +109,33 @@ export interface SourceFile {
   /** Path relative to the project root, e.g. `tenants/acme.yaml`. */
   file: string;
   text: string;
+  /** Why the file could not be read (then `text` is empty): reported with the other problems. */
+  problem?: string;
+}
+
+/** The most YAML aliases one file may expand: a few are normal, thousands are an alias bomb. */
+export const MAX_YAML_ALIASES = 100;
+
+/**
+ * Parses one YAML document: malformed YAML, repeated keys and alias bombs become messages (the
+ * expansion is refused before it happens), never exceptions.
+ */
+export function parseYaml(text: string): { value: unknown } | { problems: string[] } {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return { problems: doc.errors.map((e) => `malformed YAML: ${e.message.split("\n")[0]}`) };
+  }
+  try {
+    return { value: doc.toJS({ maxAliasCount: MAX_YAML_ALIASES }) };
+  } catch (e) {
+    return {
+      problems: [
+        /alias/i.test((e as Error).message)
+          ? `malformed YAML: aliases expand too far (more than ${MAX_YAML_ALIASES} expansions; an alias bomb?)`
+          : `malformed YAML: ${(e as Error).message.split("\n")[0]}`,
+      ],
+    };
+  }
 }
 
 /**
@@ -118,58 +148,40 @@ export function parseManifest(files: readonly SourceFile[], ctx: ManifestContext
   const reserved = new Set([...ALWAYS_RESERVED, ...ctx.reservedNames]);
   const firstFileOfId = new Map<string, string>();
 
-  for (const { file, text } of files) {
-    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors) {
-        issues.push({ file, field: "", message: `malformed YAML: ${e.message.split("\n")[0]}` });
+  for (const { file, text, problem } of files) {
+    if (problem !== undefined) {
+      issues.push({ file, field: "", message: problem });
+      continue;
+    }
+    const yaml = parseYaml(text);
+    if ("problems" in yaml) {
+      for (const message of yaml.problems) issues.push({ file, field: "", message });
+      continue;
+    }
+    const raw = yaml.value ?? {};
+    const fileIssue = (field: string, message: string) => issues.push({ file, field, message });
+    const parsed = TenantFileSchema.safeParse(raw);
+    if (!parsed.success) {
+      issues.push(...zodIssues(file, parsed.error, allowedKeysAt));
+      // The fields that did parse are checked too: one run shows every problem of the file.
+      const partial = partialTenant(raw, parsed.error);
+      if (partial !== undefined) {
+        for (const [field, message] of crossFieldIssues(partial, file, ctx, reserved)) {
+          if (!issues.some((i) => i.file === file && i.field === field)) fileIssue(field, message);
+        }
       }
       continue;
     }
-    const parsed = TenantFileSchema.safeParse(doc.toJS() ?? {});
-    if (!parsed.success) {
-      issues.push(...zodIssues(file, parsed.error, allowedKeysAt));
-      continue;
-    }
     const tenant = parsed.data;
-    const fileIssue = (field: string, message: string) => issues.push({ file, field, message });
 
-    const expected = `${tenant.id}.yaml`;
-    if (path.basename(file) !== expected) {
-      fileIssue("id", `must match the file name: this file must be named ${expected}`);
-    }
-    const maxLength = maxTenantIdLength(ctx.namePrefix);
-    if (tenant.id.length > maxLength) {
-      fileIssue(
-        "id",
-        `is ${tenant.id.length} characters; at most ${maxLength} fit in PostgreSQL's 63-byte names with prefix ${ctx.namePrefix} (names are refused, never truncated)`,
-      );
-    }
-    const names = Object.values(tenantNames(ctx.namePrefix, tenant.id));
-    const clash = [tenant.id, ...names].find((n) => reserved.has(n) || n.startsWith("pg_"));
-    if (clash !== undefined) {
-      fileIssue(
-        "id",
-        `${JSON.stringify(clash)} is a reserved name (postgres, template0/1, public, pg_*, the template, the provisioning roles)`,
-      );
-    }
-    const ending = RESERVED_ID_ENDINGS.find((e) => tenant.id.endsWith(e));
-    if (ending !== undefined) {
-      fileIssue("id", `must not end with ${ending}: another tenant's role names end that way`);
-    }
-    if (!ctx.tiers.includes(tenant.tier)) {
-      fileIssue(
-        "tier",
-        `unknown tier ${JSON.stringify(tenant.tier)}; the stack has: ${ctx.tiers.join(", ")}`,
-      );
-    }
+    for (const [field, message] of crossFieldIssues(tenant, file, ctx, reserved))
+      fileIssue(field, message);
     const first = firstFileOfId.get(tenant.id);
     if (first !== undefined) {
       fileIssue("id", `duplicate id ${tenant.id}, already used by ${first}`);
     } else {
       firstFileOfId.set(tenant.id, file);
     }
-    for (const [field, message] of lifecycleIssues(tenant, ctx)) fileIssue(field, message);
     tenants.push({ ...tenant, file });
   }
 
@@ -177,6 +189,65 @@ export function parseManifest(files: readonly SourceFile[], ctx: ManifestContext
     throw new InputError(`The tenants manifest has ${issues.length} problem(s):`, issues);
   }
   return tenants.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** The fields of a file that failed the schema that are still usable for the other checks. */
+function partialTenant(raw: unknown, error: z.ZodError): TenantFile | undefined {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return undefined;
+  const bad = new Set(
+    error.issues.filter((i) => i.code !== "unrecognized_keys").map((i) => String(i.path[0])),
+  );
+  const fields = Object.fromEntries(
+    Object.entries(raw as Record<string, unknown>).filter(
+      ([k]) => !bad.has(k) && Object.keys(TenantFileSchema.shape).includes(k),
+    ),
+  );
+  const loose = TenantFileSchema.partial().safeParse(fields);
+  if (!loose.success || typeof loose.data.id !== "string" || typeof loose.data.tier !== "string")
+    return undefined;
+  return loose.data as TenantFile;
+}
+
+/** The checks that need several fields or the stack, as [field, message] pairs. */
+function crossFieldIssues(
+  tenant: TenantFile,
+  file: string,
+  ctx: ManifestContext,
+  reserved: ReadonlySet<string>,
+): [string, string][] {
+  const out: [string, string][] = [];
+  const fileIssue = (field: string, message: string) => out.push([field, message]);
+  const expected = `${tenant.id}.yaml`;
+  if (path.basename(file) !== expected) {
+    fileIssue("id", `must match the file name: this file must be named ${expected}`);
+  }
+  const maxLength = maxTenantIdLength(ctx.namePrefix);
+  if (tenant.id.length > maxLength) {
+    fileIssue(
+      "id",
+      `is ${tenant.id.length} characters; at most ${maxLength} fit in PostgreSQL's 63-byte names with prefix ${ctx.namePrefix} (names are refused, never truncated)`,
+    );
+  }
+  const names = Object.values(tenantNames(ctx.namePrefix, tenant.id));
+  const clash = [tenant.id, ...names].find((n) => reserved.has(n) || n.startsWith("pg_"));
+  if (clash !== undefined) {
+    fileIssue(
+      "id",
+      `${JSON.stringify(clash)} is a reserved name (postgres, template0/1, public, pg_*, the template, the provisioning roles)`,
+    );
+  }
+  const ending = RESERVED_ID_ENDINGS.find((e) => tenant.id.endsWith(e));
+  if (ending !== undefined) {
+    fileIssue("id", `must not end with ${ending}: another tenant's role names end that way`);
+  }
+  if (!ctx.tiers.includes(tenant.tier)) {
+    fileIssue(
+      "tier",
+      `unknown tier ${JSON.stringify(tenant.tier)}; the stack has: ${ctx.tiers.join(", ")}`,
+    );
+  }
+  out.push(...lifecycleIssues(tenant, ctx));
+  return out;
 }
 
 /**
@@ -189,6 +260,17 @@ function lifecycleIssues(tenant: TenantFile, ctx: ManifestContext): [string, str
     out.push([
       "offboardedAt",
       "is required with state: offboarded (the day retention starts, YYYY-MM-DD)",
+    ]);
+  }
+  if (
+    tenant.offboardedAt !== undefined &&
+    ctx.today !== undefined &&
+    isCalendarDate(tenant.offboardedAt) &&
+    tenant.offboardedAt > ctx.today
+  ) {
+    out.push([
+      "offboardedAt",
+      `is in the future (today is ${ctx.today}): it is the day the tenant was offboarded, from which its retention counts`,
     ]);
   }
   if (tenant.state !== "offboarded" && tenant.offboardedAt !== undefined) {
@@ -230,10 +312,11 @@ export function readTenantFiles(dir: string, root = process.cwd()): SourceFile[]
     .readdirSync(dir)
     .filter((name) => /\.ya?ml$/.test(name))
     .sort()
-    .map((name) => ({
-      file: path.relative(root, path.join(dir, name)),
-      text: fs.readFileSync(path.join(dir, name), "utf8"),
-    }));
+    .map((name) => {
+      const file = path.relative(root, path.join(dir, name));
+      const read = readInputFile(path.join(dir, name));
+      return "text" in read ? { file, text: read.text } : { file, text: "", problem: read.problem };
+    });
 }
 
 /** Reads and validates the tenants folder. */

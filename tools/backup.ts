@@ -13,7 +13,10 @@ import {
   processIo,
   restrictFile,
   runCommand,
+  tenantOfRole,
 } from "./lib/cli";
+import { describeContents } from "./lib/contents";
+import { safeOutputPath } from "./lib/files";
 import { clusterTarget, withClient } from "./lib/pg";
 
 /**
@@ -30,9 +33,10 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     const ctx = loadContext(args.value("stack"), io.root);
     const { model } = findTenant(ctx, id);
     const now = io.now();
-    const file = path.resolve(
+    const file = safeOutputPath(
       io.root,
       args.text("out") ?? path.join("backups", id, `${id}-${fileStamp(now)}.dump`),
+      "--out",
     );
     if (fs.existsSync(file)) throw new CommandError(`${file} exists already; choose another --out`);
     ensureParent(file);
@@ -41,7 +45,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     try {
       io.progress?.(`backup: dumping ${model.database.name} on cluster ${model.tier}`);
       const result = await withClient(target, model.database.name, (client) =>
-        dumpWithStats(client, target, model.database.name, partial, io.env),
+        dumpWithStats(client, target, model.database.name, partial, io.env, [], tenantOfRole(ctx)),
       );
       io.progress?.(`backup: dumped; writing the manifest of ${result.tables.length} table(s)`);
       fs.renameSync(partial, file);
@@ -59,18 +63,20 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         sha256: sha256File(file),
         bytes: fs.statSync(file).size,
         tables: result.tables,
+        sequences: result.sequences,
+        largeObjects: result.largeObjects,
       };
       fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n", {
         mode: 0o600,
       });
-      const rows = result.tables.reduce((n, t) => n + t.rows, 0);
       io.out(`backup of tenant ${id} (database ${model.database.name} on cluster ${model.tier})`);
       io.out(
         `wrote ${path.relative(io.root, file)} (${manifest.bytes} bytes) and ${path.relative(io.root, manifestPath(file))}`,
       );
       for (const t of result.tables) io.out(`  ${t.table}: ${t.rows} row(s)`);
+      if (result.largeObjects.count > 0) io.out(`  large objects: ${result.largeObjects.count}`);
       io.out(
-        `${result.tables.length} table(s), ${rows} row(s); restore with: npm run restore -- ${id} ${path.relative(io.root, file)}${ctx.cfg.stack === "local" ? "" : ` --stack ${ctx.cfg.stack}`}`,
+        `${describeContents(result)}; restore with: npm run restore -- ${id} ${path.relative(io.root, file)}${ctx.cfg.stack === "local" ? "" : ` --stack ${ctx.cfg.stack}`}`,
       );
       return EXIT.ok;
     } finally {

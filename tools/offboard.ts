@@ -22,7 +22,10 @@ import {
   runCommand,
   UsageError,
 } from "./lib/cli";
-import { ClusterTarget, clusterTarget, connect } from "./lib/pg";
+import { compareContents, databaseContents, describeContents } from "./lib/contents";
+import { safeOutputPath } from "./lib/files";
+import { tenantSessions } from "./lib/freeze";
+import { ClusterTarget, clusterTarget, connect, lockWaitMessage } from "./lib/pg";
 import { sealFile, sealingKey } from "./lib/seal";
 
 /**
@@ -73,9 +76,10 @@ async function finalDump(
   out: string | undefined,
 ): Promise<number> {
   const now = io.now();
-  const file = path.resolve(
+  const file = safeOutputPath(
     io.root,
     out ?? path.join("backups", model.id, `${model.id}-final-${fileStamp(now)}.dump.sealed`),
+    "--out",
   );
   if (fs.existsSync(file)) throw new CommandError(`${file} exists already; choose another --out`);
   // The key first: without it nothing is opened or written.
@@ -85,6 +89,11 @@ async function finalDump(
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-offboard-"));
   try {
     await requireOffboardingApplied(admin, model, target.tier);
+    // No login can log in any more, but a session opened before the offboarding still writes:
+    // it ends now, before the dump's snapshot, so nothing can write after the final dump.
+    const ended = await endTenantSessions(admin, model, target);
+    if (ended > 0)
+      io.out(`ended ${ended} session(s) of tenant ${model.id} still open on cluster ${model.tier}`);
     const plain = path.join(work, "final.dump");
     // The provisioning role still reaches the closed database through the owner role.
     const client = await connect(target, model.database.name);
@@ -93,6 +102,12 @@ async function finalDump(
       result = await dumpWithStats(client, target, model.database.name, plain, io.env);
     } finally {
       await client.end().catch(() => undefined);
+    }
+    const after = await tenantSessions(admin, roleNames(model));
+    if (after.length > 0) {
+      throw new CommandError(
+        `${after.length} session(s) of tenant ${model.id} appeared during the final dump (pids ${after.join(", ")}): the dump is not the last word; check that its logins are NOLOGIN (pulumi up) and run npm run offboard -- ${model.id} again; nothing was written`,
+      );
     }
     ensureParent(file);
     sealFile(plain, file, model.id, sealing, now);
@@ -110,18 +125,17 @@ async function finalDump(
       bytes: fs.statSync(file).size,
       sealed: { keySource: sealing.header.keySource },
       tables: result.tables,
+      sequences: result.sequences,
+      largeObjects: result.largeObjects,
     };
     fs.writeFileSync(manifestPath(file), JSON.stringify(manifest, null, 2) + "\n", {
       mode: 0o600,
     });
     const until = retentionEnd(model.offboardedAt!, cfg.retentionDays);
-    const rows = result.tables.reduce((n, t) => n + t.rows, 0);
     io.out(
       `final dump of tenant ${model.id}: ${path.relative(io.root, file)} (${manifest.bytes} bytes, AES-256-GCM with the tenant's ${sealing.header.keySource === "aws-kms" ? `KMS key ${model.key.alias}` : "data key"})`,
     );
-    io.out(
-      `${result.tables.length} table(s), ${rows} row(s); manifest ${path.relative(io.root, manifestPath(file))}`,
-    );
+    io.out(`${describeContents(result)}; manifest ${path.relative(io.root, manifestPath(file))}`);
     io.out(
       `database ${model.database.name} on cluster ${model.tier} stays closed (no CONNECT, logins NOLOGIN) and is retained with the key until ${until}`,
     );
@@ -133,6 +147,44 @@ async function finalDump(
     fs.rmSync(work, { recursive: true, force: true });
     await admin.end().catch(() => undefined);
   }
+}
+
+const roleNames = (model: TenantModel) => model.roles.map((r) => r.name);
+
+/**
+ * Ends every session of the tenant's roles on the cluster and waits (10 s at most) until they
+ * are gone. Without pg_signal_backend the provisioning role cannot: the error says how to fix it.
+ */
+async function endTenantSessions(
+  admin: Client,
+  model: TenantModel,
+  target: ClusterTarget,
+): Promise<number> {
+  const pids = await tenantSessions(admin, roleNames(model));
+  for (const pid of pids) {
+    try {
+      await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+    } catch (e) {
+      if ((e as { code?: string }).code === "42501") {
+        throw new CommandError(
+          `${pids.length} session(s) of tenant ${model.id} are still open on cluster ${model.tier} (pids ${pids.join(", ")}) and ${target.user} may not end them: it needs pg_signal_backend (as a superuser: GRANT pg_signal_backend TO ${target.user}; the cluster bootstrap grants it), then run npm run offboard -- ${model.id} again; nothing was written`,
+        );
+      }
+      throw new CommandError(lockWaitMessage(e, `ending session ${pid} of tenant ${model.id}`));
+    }
+  }
+  const deadline = Date.now() + 10_000;
+  let left = await tenantSessions(admin, roleNames(model));
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = await tenantSessions(admin, roleNames(model));
+  }
+  if (left.length > 0) {
+    throw new CommandError(
+      `${left.length} session(s) of tenant ${model.id} did not end within 10 s (pids ${left.join(", ")}): run npm run offboard -- ${model.id} again; nothing was written`,
+    );
+  }
+  return pids.length;
 }
 
 /** The offboarding must be live before the final dump: nobody writes any more. */
@@ -188,7 +240,7 @@ async function purge(
       `--purge drops database ${model.database.name} and the roles of tenant ${model.id} on cluster ${model.tier} for good: repeat the tenant id with --confirm ${model.id}`,
     );
   }
-  requireFinalDump(io.root, cfg, model, finalDumpFile);
+  const finalDump = requireFinalDump(io.root, cfg, model, finalDumpFile);
 
   const admin = await connect(target);
   try {
@@ -198,7 +250,31 @@ async function purge(
     if (exists.rowCount !== 0) {
       // The file says offboarded; the cluster must agree before anything is dropped.
       await requireOffboardingApplied(admin, model, model.tier);
-      await admin.query(`DROP DATABASE ${quoteIdent(model.database.name)} WITH (FORCE)`);
+      // The final dump must still be the last word: no session, and nothing written since.
+      await endTenantSessions(admin, model, target);
+      const db = await connect(target, model.database.name);
+      let changed: string[];
+      try {
+        changed = compareContents(
+          finalDump,
+          await databaseContents(db),
+          `database ${model.database.name} now`,
+        );
+      } finally {
+        await db.end().catch(() => undefined);
+      }
+      if (changed.length > 0) {
+        throw new CommandError(
+          `database ${model.database.name} changed after its final dump (${changed.join("; ")}): write a new final dump with npm run offboard -- ${model.id} before purging; nothing was changed`,
+        );
+      }
+      try {
+        await admin.query(`DROP DATABASE ${quoteIdent(model.database.name)} WITH (FORCE)`);
+      } catch (e) {
+        throw new CommandError(
+          `dropping database ${model.database.name} on cluster ${model.tier} failed (${lockWaitMessage(e, "the drop")}): nothing was dropped; fix the cause and run the purge again`,
+        );
+      }
       io.out(`dropped database ${model.database.name} on cluster ${model.tier}`);
     } else {
       io.out(`database ${model.database.name} is already gone from cluster ${model.tier}`);
@@ -212,7 +288,15 @@ async function purge(
       [roles],
     );
     const toDrop = roles.filter((r) => present.rows.some((p) => p.rolname === r));
-    for (const role of toDrop) await admin.query(`DROP ROLE ${quoteIdent(role)}`);
+    for (const role of toDrop) {
+      try {
+        await admin.query(`DROP ROLE ${quoteIdent(role)}`);
+      } catch (e) {
+        throw new CommandError(
+          `dropping role ${role} on cluster ${model.tier} failed (${(e as Error).message}): it still owns or holds something in another database; as the provisioning role there run REASSIGN OWNED BY ${quoteIdent(role)} TO ${quoteIdent(target.user)}; DROP OWNED BY ${quoteIdent(role)}; then run the purge again (the database is already dropped)`,
+        );
+      }
+    }
     if (toDrop.length > 0) io.out(`dropped roles ${toDrop.join(", ")}`);
   } finally {
     await admin.end().catch(() => undefined);
@@ -231,11 +315,11 @@ function requireFinalDump(
   cfg: StackConfig,
   model: TenantModel,
   file: string | undefined,
-): void {
+): DumpManifest {
   if (file !== undefined) {
     const problem = finalDumpProblem(path.resolve(root, file), file, cfg, model);
     if (problem !== undefined) throw new CommandError(`${problem}; nothing was changed`);
-    return;
+    return readManifest(path.resolve(root, file))!;
   }
   const dir = finalDumpDir(root, model.id);
   const shown = path.relative(root, dir) || dir;
@@ -248,7 +332,9 @@ function requireFinalDump(
   const problems = candidates.map((f) =>
     finalDumpProblem(path.join(dir, f), path.join(shown, f), cfg, model),
   );
-  if (problems.some((p) => p === undefined)) return;
+  // The newest usable final dump is the one the database must still match.
+  const usable = candidates.filter((_, i) => problems[i] === undefined);
+  if (usable.length > 0) return readManifest(path.join(dir, usable[usable.length - 1]))!;
   const hint = `write it first with npm run offboard -- ${model.id} (or name it with --final-dump <file>); nothing was changed`;
   if (candidates.length === 0) {
     throw new CommandError(`no final dump of tenant ${model.id} in ${shown}: ${hint}`);

@@ -20,7 +20,8 @@ import {
 import { findPgTool, libpqEnv, listArchive, requireToolForServer, runPgTool } from "./lib/dump";
 import { clusterTarget, connect, serverMajor, withClient } from "./lib/pg";
 import { isSealed, openingKey, readSealHeader, unsealFile } from "./lib/seal";
-import { compareStats, tableStats } from "./lib/tables";
+import { compareContents, databaseContents, describeContents } from "./lib/contents";
+import { asOwnerRoles, requireOwnOwners } from "./lib/copy";
 
 /**
  * `npm run restore -- <tenant> <dump> [--stack <name>] [--without-manifest]`: restores a dump of
@@ -57,6 +58,16 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       if (manifest.tenant !== id) {
         throw new CommandError(
           `${dumpArg} is a dump of tenant ${manifest.tenant}, not of ${id}; nothing was changed`,
+        );
+      }
+      if (manifest.stack !== ctx.cfg.stack) {
+        throw new CommandError(
+          `${dumpArg} is a dump of stack ${manifest.stack}, not of stack ${ctx.cfg.stack}: restore it with --stack ${manifest.stack}; nothing was changed`,
+        );
+      }
+      if (manifest.tier !== model.tier) {
+        throw new CommandError(
+          `${dumpArg} was taken on cluster ${manifest.tier}, but tenant ${id} is on cluster ${model.tier} now (moved since?): a restore goes beside the live database on the tenant's own cluster; restore it there only after checking it is the dump you want, by copying it with a manifest whose tier is ${model.tier}; nothing was changed`,
         );
       }
       if (sha256File(dump) !== manifest.sha256) {
@@ -121,24 +132,36 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
             );
           }
         }
-        await runPgTool(
-          pgRestore,
-          [
-            "--single-transaction",
-            "--exit-on-error",
-            "--no-acl",
-            // Dumps made before the containment carry its schema; the target has it already.
-            `--exclude-schema=${CONTAINMENT_SCHEMA}`,
-            `--dbname=${name}`,
-            archive,
-          ],
-          libpqEnv(target, name, io.env),
-          `restoring into ${name}`,
+        // Large objects are restored as their owners' (ALTER LARGE OBJECT ... OWNER needs
+        // membership of the owner): the tenant's roles only, granted for the restore alone.
+        const owners = [...toc.matchAll(/^\d+; \d+ (\d+) BLOB - \d+ (\S+)$/gm)].map((m) => ({
+          oid: m[1],
+          owner: m[2],
+        }));
+        requireOwnOwners(
+          owners,
+          model.roles.map((r) => r.name),
+        );
+        await asOwnerRoles(admin, [...new Set(owners.map((o) => o.owner))], target.user, () =>
+          runPgTool(
+            pgRestore,
+            [
+              "--single-transaction",
+              "--exit-on-error",
+              "--no-acl",
+              // Dumps made before the containment carry its schema; the target has it already.
+              `--exclude-schema=${CONTAINMENT_SCHEMA}`,
+              `--dbname=${name}`,
+              archive,
+            ],
+            libpqEnv(target, name, io.env),
+            `restoring into ${name}`,
+          ),
         );
         await withClient(target, name, async (c) => {
           await applyModelPrivileges(c, model);
           if (manifest !== undefined) {
-            const problems = compareStats(manifest.tables, await tableStats(c), name);
+            const problems = compareContents(manifest, await databaseContents(c), name);
             if (problems.length > 0)
               throw new CommandError(
                 `the restore does not match the backup: ${problems.join("; ")}`,
@@ -165,9 +188,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         `restored ${dumpArg} into database ${name} on cluster ${model.tier} (the live database ${live} was not touched)`,
       );
       if (manifest !== undefined) {
-        io.out(
-          `verified ${manifest.tables.length} table(s), ${manifest.tables.reduce((n, t) => n + t.rows, 0)} row(s) against the backup manifest`,
-        );
+        io.out(`verified ${describeContents(manifest)} against the backup manifest`);
       }
       io.out("");
       io.out(`Inspect it as ${target.user} (pg_hba admits the tenant's logins to ${live} only).`);

@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
-import { parse } from "yaml";
+import { readInputFile } from "../infra/files";
+import { parseYaml } from "../infra/manifest";
 import { parseStackConfig, PROJECT, StackConfig, stackFile } from "../infra/config";
 import { InputError, InputIssue } from "../infra/issues";
 import { loadManifest, Tenant } from "../infra/manifest";
@@ -24,7 +25,7 @@ export interface StackFile {
 /** Parses stacks/Pulumi.<stack>.yaml under `root`; a missing file names the stacks there are. */
 export function readStackFile(stack: string, root = process.cwd()): StackFile {
   const file = path.join(root, stackFile(stack));
-  if (!fs.existsSync(file)) {
+  if (!fs.existsSync(file) && !isLink(file)) {
     const known = listStacks(root);
     throw new InputError(`Unknown stack ${JSON.stringify(stack)}:`, [
       {
@@ -34,7 +35,26 @@ export function readStackFile(stack: string, root = process.cwd()): StackFile {
       },
     ]);
   }
-  const doc = (parse(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+  const read = readInputFile(file);
+  if ("problem" in read) {
+    throw new InputError(`The stack file cannot be read:`, [
+      { file: stackFile(stack), field: "", message: read.problem },
+    ]);
+  }
+  const yaml = parseYaml(read.text);
+  if ("problems" in yaml) {
+    throw new InputError(
+      `The stack file is not valid YAML:`,
+      yaml.problems.map((message) => ({ file: stackFile(stack), field: "", message })),
+    );
+  }
+  const value = yaml.value ?? {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new InputError(`The stack file is invalid:`, [
+      { file: stackFile(stack), field: "", message: "must be a mapping with a config key" },
+    ]);
+  }
+  const doc = value as { config?: Record<string, unknown> };
   const raw: Record<string, unknown> = {};
   const other: Record<string, unknown> = {};
   const secureKeys: string[] = [];
@@ -49,6 +69,14 @@ export function readStackFile(stack: string, root = process.cwd()): StackFile {
     }
   }
   return { raw, secureKeys, other };
+}
+
+function isLink(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 function containsSecure(value: unknown): boolean {
@@ -84,6 +112,7 @@ export function manifestContext(cfg: StackConfig) {
     namePrefix: cfg.namePrefix,
     tiers: Object.keys(cfg.clusters),
     reservedNames: reservedNames(cfg),
+    today: new Date().toISOString().slice(0, 10),
   };
 }
 

@@ -132,8 +132,36 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
     ]);
     assert.equal(
       io.lines.at(-1),
-      "3 table(s), 10 row(s); restore with: npm run restore -- acme backups/acme/acme-20261126T070000Z.dump --stack integration",
+      "3 table(s), 10 row(s), 3 sequence(s), 0 large object(s); restore with: npm run restore -- acme backups/acme/acme-20261126T070000Z.dump --stack integration",
     );
+    assert.deepEqual(
+      manifest.sequences?.map((q) => `${q.sequence}=${q.lastValue}`),
+      ["app.customers_id_seq=3", "app.events_id_seq=2", "app.invoices_id_seq=5"],
+    );
+    assert.deepEqual(manifest.largeObjects, { count: 0, owners: {}, checksum: "0" });
+  });
+
+  it("stops after the lock timeout when a tenant session holds a table, naming the session and tenant", async () => {
+    const holder = await connectAs(fleet.outputs.credentials.acme.rw);
+    try {
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE app.events IN ACCESS EXCLUSIVE MODE");
+      const pid = (await holder.query("SELECT pg_backend_pid() AS p")).rows[0].p as number;
+      const io = captureIo(fleet, { PGTENANTS_LOCK_TIMEOUT_MS: "500" }, () => NOW);
+      const started = Date.now();
+      assert.equal(await backup(["acme", ...S, "--out", "locked.dump"], io), 1);
+      assert.ok(Date.now() - started < 20_000, `waited ${Date.now() - started} ms`);
+      assert.equal(io.errors.length, 1);
+      assert.match(
+        io.errors[0],
+        new RegExp(
+          `^error: dumping database tenant_acme of cluster "standard" waited for a lock another session holds and gave up \\((lock_timeout|pg_dump: .*app.events.*)\\): session ${pid} of tenant_acme_rw \\(tenant acme\\) holds AccessExclusiveLock on app.events \\(idle in transaction, transaction open \\d+ s\\): end it with SELECT pg_terminate_backend\\(${pid}\\)`,
+        ),
+      );
+      assert.equal(fs.existsSync(path.join(fleet.root, "locked.dump")), false);
+    } finally {
+      await holder.end();
+    }
   });
 
   it("restores beside the live database, verified, with the tenant's grants, without touching the live one", async () => {
@@ -153,7 +181,10 @@ describe("npm run backup / npm run restore on PostgreSQL 15", () => {
       io.lines[0],
       `restored backups/acme/acme-20261126T070000Z.dump into database ${RESTORED} on cluster standard (the live database tenant_acme was not touched)`,
     );
-    assert.equal(io.lines[1], "verified 3 table(s), 10 row(s) against the backup manifest");
+    assert.equal(
+      io.lines[1],
+      "verified 3 table(s), 10 row(s), 3 sequence(s), 0 large object(s) against the backup manifest",
+    );
 
     const c = await fleet.clusters.standard.superuserClient(RESTORED);
     try {

@@ -33,6 +33,8 @@ describe("npm run offboard", () => {
   let dir: string;
   let keyEnv: Record<string, string>;
   let sealed: string;
+  /** An acme session opened before the offboarding was applied: it must not outlive the final dump. */
+  let lingering: Client;
 
   const q = async (sql: string, params: unknown[] = [], database = "postgres") => {
     const c = await fleet.clusters.standard.superuserClient(database);
@@ -59,6 +61,11 @@ describe("npm run offboard", () => {
       await rw.query("INSERT INTO app.events (kind) SELECT 'e' || g FROM generate_series(1, 7) g");
       await rw.end();
     }
+    // A large object of acme's own (its tier would grant the capability): dumped, restored as acme's.
+    await q("GRANT pgtenants_large_objects TO tenant_acme_rw");
+    const rw = await login("acme");
+    await rw.query("SELECT lo_from_bytea(0, 'signed contract'::bytea)");
+    await rw.end();
   });
   afterAll(async () => {
     await fleet?.stop();
@@ -85,7 +92,13 @@ describe("npm run offboard", () => {
   });
 
   it("applied by the program: logins NOLOGIN, CONNECT revoked, no pg_hba line; data and key kept; the audit agrees", async () => {
+    lingering = await login("acme");
+    lingering.on("error", () => undefined);
     await fleet.apply();
+    // NOLOGIN and the revoked CONNECT stop new sessions only: the one opened before still writes.
+    await lingering.query(
+      "INSERT INTO app.events (kind) SELECT 'after-offboarding' FROM generate_series(1, 3)",
+    );
     assert.deepEqual(await q(CLOSED, [], "tenant_acme"), [
       { group_connect: false, public_connect: false, datallowconn: true, customers: 12 },
     ]);
@@ -111,12 +124,31 @@ describe("npm run offboard", () => {
     await rw.end();
 
     const io = captureIo(fleet);
-    assert.equal(await audit([...S, "--format", "json"], io), 0);
+    // The audit fails on the session that outlived the offboarding (the final dump ends it).
+    assert.equal(await audit([...S, "--format", "json"], io), 1);
     const report = JSON.parse(io.lines.join("\n")) as AuditReport;
     assert.deepEqual(
-      report.findings.filter((f) => f.severity === "violation"),
-      [],
+      report.findings
+        .filter((f) => f.severity === "violation")
+        .map((f) => `${f.tenant}:${f.invariant}`),
+      ["acme:offboarded-session"],
     );
+  });
+
+  it("refuses the final dump while a session is open and the provisioning role may not end it, naming the fix", async () => {
+    await q("REVOKE pg_signal_backend FROM pgtenants_provisioner");
+    try {
+      const io = captureIo(fleet, keyEnv);
+      assert.equal(await offboard(["acme", ...S], io), 1);
+      assert.equal(io.errors.length, 1);
+      assert.match(
+        io.errors[0],
+        /^error: 1 session\(s\) of tenant acme are still open on cluster standard \(pids \d+\) and pgtenants_provisioner may not end them: it needs pg_signal_backend \(as a superuser: GRANT pg_signal_backend TO pgtenants_provisioner; the cluster bootstrap grants it\), then run npm run offboard -- acme again; nothing was written$/,
+      );
+      assert.equal(fs.existsSync(path.join(fleet.root, "backups")), false);
+    } finally {
+      await q("GRANT pg_signal_backend TO pgtenants_provisioner");
+    }
   });
 
   it("refuses a final dump without the tenant's data key, touching nothing", async () => {
@@ -142,8 +174,9 @@ describe("npm run offboard", () => {
     assert.equal(await offboard(["acme", ...S], io), 0, io.errors.join("\n"));
     sealed = path.join(fleet.root, "backups", "acme", "acme-final-20261102T093000Z.dump.sealed");
     assert.deepEqual(io.lines, [
+      "ended 1 session(s) of tenant acme still open on cluster standard",
       `final dump of tenant acme: backups/acme/acme-final-20261102T093000Z.dump.sealed (${fs.statSync(sealed).size} bytes, AES-256-GCM with the tenant's data key)`,
-      "3 table(s), 19 row(s); manifest backups/acme/acme-final-20261102T093000Z.dump.sealed.json",
+      "3 table(s), 22 row(s), 3 sequence(s), 1 large object(s); manifest backups/acme/acme-final-20261102T093000Z.dump.sealed.json",
       "database tenant_acme on cluster standard stays closed (no CONNECT, logins NOLOGIN) and is retained with the key until 2026-12-01",
       "then: npm run offboard -- acme --purge --confirm acme --stack integration",
     ]);
@@ -153,6 +186,11 @@ describe("npm run offboard", () => {
     assert.equal(bytes.includes(Buffer.from("c1@x.test")), false);
     assert.deepEqual(await q(CLOSED, [], "tenant_acme"), [
       { group_connect: false, public_connect: false, datallowconn: true, customers: 12 },
+    ]);
+    // The session that wrote after the offboarding is gone; its rows are in the dump.
+    await assert.rejects(lingering.query("SELECT 1"));
+    assert.deepEqual(await q("SELECT count(*)::int AS n FROM app.events", [], "tenant_acme"), [
+      { n: 10 },
     ]);
   });
 
@@ -167,7 +205,25 @@ describe("npm run offboard", () => {
 
     const io = captureIo(fleet, keyEnv, at("2026-11-03T10:00:00Z"));
     assert.equal(await restore(["acme", sealed, ...S], io), 0, io.errors.join("\n"));
-    assert.equal(io.lines[1], "verified 3 table(s), 19 row(s) against the backup manifest");
+    assert.equal(
+      io.lines[1],
+      "verified 3 table(s), 22 row(s), 3 sequence(s), 1 large object(s) against the backup manifest",
+    );
+    assert.deepEqual(
+      await q(
+        "SELECT pg_get_userbyid(lomowner) AS owner, convert_from(lo_get(oid), 'UTF8') AS data FROM pg_largeobject_metadata",
+        [],
+        "tenant_acme_restore_20261103100000",
+      ),
+      [{ owner: "tenant_acme_rw", data: "signed contract" }],
+    );
+    // The membership the restore needed for the owner was taken back.
+    assert.deepEqual(
+      await q(
+        "SELECT count(*)::int AS n FROM pg_auth_members WHERE roleid = 'tenant_acme_rw'::regrole AND member = 'pgtenants_provisioner'::regrole",
+      ),
+      [{ n: 0 }],
+    );
     const rows = await q(
       "SELECT count(*)::int AS n FROM app.customers",
       [],
@@ -313,6 +369,19 @@ describe("npm run offboard", () => {
       await q("SELECT count(*)::int AS n FROM pg_roles WHERE rolname ~ '^tenant_acme'"),
       [{ n: 4 }],
     );
+  });
+
+  it("refuses to purge a database that changed after its final dump", async () => {
+    await q("UPDATE app.customers SET name = 'changed' WHERE id = 1", [], "tenant_acme");
+    try {
+      const io = captureIo(fleet, {}, at("2026-12-01T08:00:00Z"));
+      assert.equal(await offboard(["acme", ...S, "--purge", "--confirm", "acme"], io), 1);
+      assert.deepEqual(io.errors, [
+        "error: database tenant_acme changed after its final dump (table app.customers has the same 12 row count but different content in database tenant_acme now): write a new final dump with npm run offboard -- acme before purging; nothing was changed",
+      ]);
+    } finally {
+      await q("UPDATE app.customers SET name = 'C1' WHERE id = 1", [], "tenant_acme");
+    }
   });
 
   it("writes backup folders and final dumps readable by their owner only", () => {

@@ -3,8 +3,16 @@ import * as fs from "fs";
 import type { Client } from "pg";
 import { CONTAINMENT_SCHEMA } from "../../infra/containment";
 import { CommandError } from "./cli";
-import { findPgTool, libpqEnv, requireToolForServer, runPgTool } from "./dump";
-import { ClusterTarget, serverMajor } from "./pg";
+import { LargeObjectStats, sequenceValues, largeObjectStats, SequenceValue } from "./contents";
+import { findPgTool, libpqEnv, PgToolError, requireToolForServer, runPgTool } from "./dump";
+import {
+  ClusterTarget,
+  DEFAULT_TIMEOUTS,
+  describeHolders,
+  isTimeout,
+  lockHolders,
+  serverMajor,
+} from "./pg";
 import { tableStats, TableStats } from "./tables";
 
 /**
@@ -28,6 +36,10 @@ export interface DumpManifest {
   /** Set when the file is sealed (see seal.ts). */
   sealed?: { keySource: string };
   tables: TableStats[];
+  /** Every sequence's value (manifests before they were recorded have none). */
+  sequences?: SequenceValue[];
+  /** The large objects: count, owners, checksum (absent in older manifests). */
+  largeObjects?: LargeObjectStats;
 }
 
 export const manifestPath = (file: string) => `${file}.json`;
@@ -70,6 +82,8 @@ export function archiveDatabaseName(toc: string): string | undefined {
 
 export interface DumpResult {
   tables: TableStats[];
+  sequences: SequenceValue[];
+  largeObjects: LargeObjectStats;
   serverVersion: string;
   pgDump: string;
 }
@@ -86,6 +100,7 @@ export async function dumpWithStats(
   file: string,
   env: NodeJS.ProcessEnv,
   extraArgs: string[] = [],
+  tenantOf: (role: string) => string | undefined = () => undefined,
 ): Promise<DumpResult> {
   const major = await serverMajor(client);
   const pgDump = findPgTool("pg_dump", env);
@@ -97,21 +112,42 @@ export async function dumpWithStats(
     const version = (
       await client.query<{ v: string }>("SELECT current_setting('server_version') AS v")
     ).rows[0].v;
-    const tables = await tableStats(client);
+    const what = `dumping database ${database} of cluster "${target.tier}"`;
+    const blocked = async (message: string): Promise<never> => {
+      await client.query("ROLLBACK").catch(() => undefined);
+      const holders = await lockHolders(client, database).catch(() => []);
+      throw new CommandError(`${message}: ${describeHolders(holders, tenantOf)}`);
+    };
+    let tables: TableStats[], sequences: SequenceValue[], largeObjects: LargeObjectStats;
+    try {
+      tables = await tableStats(client);
+      sequences = await sequenceValues(client);
+      largeObjects = await largeObjectStats(client);
+    } catch (e) {
+      if (!isTimeout(e)) throw e;
+      return await blocked(
+        `${what} waited for a lock another session holds and gave up (lock_timeout)`,
+      );
+    }
     await runPgTool(
       pgDump,
       [
         "--format=custom",
         `--snapshot=${snapshot}`,
         `--file=${file}`,
+        // pg_dump sets lock_timeout 0 for itself: without this a tenant's lock stalls it for ever.
+        `--lock-wait-timeout=${(target.timeouts ?? DEFAULT_TIMEOUTS).lockMs}`,
         // The containment's own schema comes from the template on every restore target.
         `--exclude-schema=${CONTAINMENT_SCHEMA}`,
         ...extraArgs,
       ],
       libpqEnv(target, database, env),
-      `dumping database ${database} of cluster "${target.tier}"`,
-    );
-    return { tables, serverVersion: version, pgDump: pgDump.version };
+      what,
+    ).catch(async (e: unknown) => {
+      if (!(e instanceof PgToolError) || !e.lockWait) throw e;
+      return blocked(e.message);
+    });
+    return { tables, sequences, largeObjects, serverVersion: version, pgDump: pgDump.version };
   } finally {
     await client.query("COMMIT").catch(() => undefined);
   }
