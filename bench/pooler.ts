@@ -65,19 +65,23 @@ async function tenantSessions(fleet: SqlFleet): Promise<number> {
   }
 }
 
-/** The highest count of tenant backends the server holds, sampled until stopped. */
+/** The highest count of tenant backends the server holds, in all and in one database, sampled until stopped. */
 function sampleBackends(fleet: SqlFleet) {
   let running = true;
   let peak = 0;
+  let perTenant = 0;
   let samples = 0;
   const done = (async () => {
     const su = await fleet.cluster.superuserClient();
     try {
       while (running) {
-        const r = await su.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE 'tenant_%' AND backend_type = 'client backend'",
+        const r = await su.query<{ n: number; top: number }>(
+          `SELECT coalesce(sum(n), 0)::int AS n, coalesce(max(n), 0)::int AS top FROM (
+             SELECT count(*) AS n FROM pg_stat_activity
+             WHERE datname LIKE 'tenant_%' AND backend_type = 'client backend' GROUP BY datname) d`,
         );
         peak = Math.max(peak, r.rows[0].n);
+        perTenant = Math.max(perTenant, r.rows[0].top);
         samples++;
         await sleep(50);
       }
@@ -89,7 +93,7 @@ function sampleBackends(fleet: SqlFleet) {
     async stop() {
       running = false;
       await done;
-      return { peak, samples };
+      return { peak, perTenant, samples };
     },
   };
 }
@@ -98,6 +102,8 @@ interface ProcessesRun {
   via: "cluster" | "pooler";
   processes: number;
   serverPeak: number;
+  /** The most server connections one tenant database held. */
+  tenantPeak: number;
   /** Server sessions established in the tenant databases during the run (pg_stat_database.sessions). */
   serverSessions: number;
   clientPeak: number;
@@ -143,7 +149,7 @@ async function applicationProcesses(
     }),
   );
   const results = await Promise.allSettled(jobs);
-  const { peak } = await sampler.stop();
+  const { peak, perTenant } = await sampler.stop();
   // Sessions that ended have published their counters; the pooler's may still be open.
   await sleep(1500);
   const serverSessions = (await tenantSessions(fleet)) - sessionsBefore;
@@ -157,6 +163,7 @@ async function applicationProcesses(
     via,
     processes: opts.processes,
     serverPeak: peak,
+    tenantPeak: perTenant,
     serverSessions,
     clientPeak: ok.reduce((s, r) => s + r.maxOpen, 0),
     queries: ok.reduce((s, r) => s + r.queries, 0),
@@ -286,8 +293,8 @@ export async function benchPooler(options: PoolerBenchOptions = {}): Promise<{ m
   );
   const fleet = await provisionSqlFleet({
     ids,
-    // Room for every connection the processes want when they go straight to the cluster.
-    server: { maxConnections: 1000 },
+    // The budget the pooler is rendered for: 400 tenant connections and the reserved slots.
+    server: { maxConnections: 420 },
     pooler: {
       port: await freePort(),
       poolSize: 1,
@@ -324,16 +331,16 @@ export async function benchPooler(options: PoolerBenchOptions = {}): Promise<{ m
     lines.push(
       "### Pooler: server connections of 200 tenants under 20 application processes",
       "",
-      `200 tenants × 2 logins on one embedded PostgreSQL 17 cluster (max_connections 1000), 20 application processes, each a TenantConnector (maxConnections 40, maxConnectionsPerTenant 10) running 40 request loops of \`SELECT pg_sleep(0.002)\` over every tenant and login for ${durationMs / 1000} s. Through PgBouncer (Debian's, transaction pooling, rendered from the model: pool_size 1, max_user_connections 1 per login, max_db_connections 2 per tenant, i.e. at most ${fleet.pooler!.output.serverConnections} server connections). Server connections: the peak count of tenant backends in pg_stat_activity, sampled every 50 ms.`,
+      `200 tenants × 2 logins on one embedded PostgreSQL 17 cluster (max_connections 420: 412 slots for tenant logins), 20 application processes, each a TenantConnector (maxConnections 40, maxConnectionsPerTenant 10) running 40 request loops of \`SELECT pg_sleep(0.002)\` over every tenant and login for ${durationMs / 1000} s. Through PgBouncer (Debian's, transaction pooling, rendered from the model: pool_size 1, max_user_connections 1 per login, max_db_connections 2 per tenant, i.e. at most ${fleet.pooler!.output.serverConnections} server connections). Server connections: the peak count of tenant backends in pg_stat_activity, sampled every 50 ms.`,
       "",
-      "| path | client connections (peak, all processes) | server connections (peak) | server sessions opened | queries | per-request p50 / worst p99 (ms) | errors |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+      "| path | client connections (peak, all processes) | server connections (peak) | of one tenant (peak) | server sessions opened | requests done | per-request p50 / worst p99 (ms) | errors |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
       ...runs.map(
         (r) =>
-          `| ${r.via === "cluster" ? "straight to the cluster" : "through PgBouncer"} | ${r.clientPeak} | ${r.serverPeak} | ${r.serverSessions} | ${r.queries} | ${f1(r.p50Ms)} / ${f1(r.p99Ms)} | ${errorsText(r.errors)} |`,
+          `| ${r.via === "cluster" ? "straight to the cluster" : "through PgBouncer"} | ${r.clientPeak} | ${r.serverPeak} | ${r.tenantPeak} | ${r.serverSessions} | ${r.queries} | ${f1(r.p50Ms)} / ${f1(r.p99Ms)} | ${errorsText(r.errors)} |`,
       ),
       "",
-      "Straight to the cluster, every process holds its own connections per tenant and login: the server connections add up over the processes (up to 20 × 40 = 800 here), and as 40 slots cannot hold 400 logins each process keeps closing one connection to open another, each a new server session (a backend start and a SCRAM exchange). Through PgBouncer the processes open as many client connections, but the server holds at most the rendered bound, opens each of those sessions once, and requests queue at the pooler behind their own tenant's limit (the per-request times include that wait).",
+      "Straight to the cluster, every process holds its own connections per tenant and login: they add up over the processes (up to 20 × 40 = 800 wanted here, beyond the 412 slots, so the server refuses some), and as 40 slots cannot hold 400 logins each process keeps closing one connection to open another, each a new server session (a backend start and a SCRAM exchange). Through PgBouncer the processes open as many client connections, but the server holds at most the rendered 400 (2 per tenant), opens each of those sessions once, and requests queue at the pooler behind their own tenant's limit (the per-request times include that wait).",
       "",
       "#### Latency the pooler adds to a query",
       "",

@@ -243,8 +243,9 @@ export async function syncLocalPoolers(
       continue;
     }
     const p = await startPooler({ tier, dir, output, auth: deployed?.auth[tier] ?? "" });
+    const shown = path.relative(process.cwd(), dir);
     lines.push(
-      `pooler ${tier} ${p.reloaded ? "reloaded" : "ready"} on ${p.host}:${p.port} (at most ${output.serverConnections} server connections; files in ${dir})`,
+      `pooler ${tier} ${p.reloaded ? "reloaded" : "ready"} on ${p.host}:${p.port} (at most ${output.serverConnections} server connections; files in ${shown.startsWith("..") ? dir : shown})`,
     );
   }
   return lines;

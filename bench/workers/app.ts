@@ -52,6 +52,8 @@ export async function runApp(job: AppJob): Promise<AppResult> {
     maxConnections: job.maxConnections,
     maxConnectionsPerTenant: job.maxConnectionsPerTenant,
     acquireTimeoutMs: 60_000,
+    // Thousands of logins in a few seconds on a shared machine: connecting may take a while.
+    connectTimeoutMs: 30_000,
     applicationName: "pg-tenants-bench",
   });
   const ids = Object.keys(job.tenants).sort();
@@ -74,7 +76,7 @@ export async function runApp(job: AppJob): Promise<AppResult> {
             latencies.push(performance.now() - started);
           } catch (err) {
             const e = err as { code?: string; message?: string };
-            const key = `${e.code ?? "-"} ${String(e.message).slice(0, 90)}`;
+            const key = `${e.code ?? "-"} ${String(e.message).slice(0, 120)}`;
             errors[key] = (errors[key] ?? 0) + 1;
           }
           maxOpen = Math.max(maxOpen, connector.metrics().open);
