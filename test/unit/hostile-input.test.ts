@@ -12,6 +12,7 @@ import { readCommandArgs, UsageError } from "../../tools/lib/cli";
 import { safeOutputPath } from "../../tools/lib/files";
 import { readStackFile } from "../../tools/stack";
 import { COMMANDS } from "../../tools/commands";
+import { CheckReport, renderMarkdown, renderText } from "../../tools/check/report";
 
 /**
  * Input that would hang, flood or confuse the readers: each is refused with one line naming the
@@ -229,5 +230,68 @@ describe("command lines", () => {
       /^UsageError: --out \/proc\/nope\/x\.dump is in a pseudo file system \(\/proc, \/sys, \/dev\): choose a regular folder$/,
     );
     assert.throws(() => safeOutputPath("/", os.tmpdir(), "--out"), /is a directory, not a file/);
+  });
+});
+
+describe("report text", () => {
+  const report: CheckReport = {
+    stack: "local",
+    ok: true,
+    manifestTenants: 1,
+    tenants: [
+      {
+        id: "acme",
+        displayName: "Evil\u001b[2J\nFAILED: [click](https://evil.test) <img src=x> | *bold*",
+        state: "active",
+        key: "local",
+        placements: [],
+      } as unknown as CheckReport["tenants"][number],
+    ],
+    clusters: ["standard"],
+    resources: 25,
+    policies: {
+      pack: "pg-tenants",
+      count: 13,
+      disabled: ["no-public-grants", "tenant-role-attributes"],
+    },
+    violations: [],
+    seconds: 1,
+  };
+
+  it("is escaped for a terminal: no escape sequence or line break from a displayName", () => {
+    const text = renderText(report);
+    assert.ok(!text.includes("\u001b"));
+    assert.ok(
+      text.includes(
+        "  acme (Evil\\x1b[2J\\x0aFAILED: [click](https://evil.test) <img src=x> | *bold*), active, key local",
+      ),
+    );
+    assert.equal(text.split("\n").filter((l) => l.startsWith("FAILED")).length, 0);
+  });
+
+  it("is escaped for markdown: no link, HTML, emphasis or cell break from a displayName", () => {
+    const md = renderMarkdown(report);
+    assert.ok(
+      md.includes(
+        "| acme \\(Evil\\\\x1b\\[2J FAILED: \\[click\\]\\(https://evil.test\\) &lt;img src=x&gt; \\| \\*bold\\*\\) |",
+      ),
+      md,
+    );
+  });
+
+  it("says which policies a policy config disabled, never a plain passed", () => {
+    assert.deepEqual(renderText(report).split("\n").slice(0, 2), [
+      "pg-tenants check of stack local: passed with 2 of 13 policies disabled",
+      "1 tenant(s) on 1 cluster(s), 25 resources, 13 policies (2 disabled: no-public-grants, tenant-role-attributes): 0 mandatory and 0 advisory violation(s)",
+    ]);
+    const md = renderMarkdown(report);
+    assert.ok(
+      md.startsWith("### pg-tenants check: stack `local` passed with 2 of 13 policies disabled"),
+    );
+    assert.ok(
+      md.includes(
+        "None from the policies that ran; disabled by the policy config, so not checked: `no-public-grants`, `tenant-role-attributes`.",
+      ),
+    );
   });
 });

@@ -97,10 +97,14 @@ export async function check(
     );
   }
   const registrations = await recordProgram(stack, cfg, options.root);
-  const violations = await runPolicies(
-    registrations,
-    mergePackConfig(stackPolicyConfig(cfg), options.packConfig ?? {}),
-  );
+  const packConfig = mergePackConfig(stackPolicyConfig(cfg), options.packConfig ?? {});
+  const violations = await runPolicies(registrations, packConfig);
+  const disabled = policies
+    .filter((p) => {
+      const c = packConfig[p.name];
+      return (typeof c === "string" ? c : c?.enforcementLevel) === "disabled";
+    })
+    .map((p) => p.name);
   let changes: CheckReport["changes"];
   if (options.base !== undefined) {
     const head = readTenantFiles(path.resolve(options.root, cfg.tenantsDir), options.root);
@@ -122,7 +126,11 @@ export async function check(
     tenants: summarize(registrations, tenants),
     clusters: Object.keys(cfg.clusters),
     resources: registrations.length,
-    policies: { pack: PACK_NAME, count: policies.length },
+    policies: {
+      pack: PACK_NAME,
+      count: policies.length,
+      ...(disabled.length > 0 ? { disabled } : {}),
+    },
     violations,
     ...(changes !== undefined ? { changes } : {}),
     ...(migrations !== undefined ? { migrations } : {}),
