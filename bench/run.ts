@@ -5,6 +5,7 @@ import * as path from "path";
 import type { EvaluateResult } from "./workers/evaluate";
 import { benchClientOverhead } from "./client";
 import { runEngine } from "./engine";
+import { benchMigrate } from "./migrate";
 import { benchPooler } from "./pooler";
 import { runChecks, runCliStart, runProvisioning, Section } from "./sections";
 
@@ -40,7 +41,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--only") (argv[++i] ?? "").split(",").forEach((s) => only.add(s.trim()));
     else
       throw new Error(
-        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client,cli,pooler,engine,engine-build] [--write|--no-write]`,
+        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client,cli,pooler,engine,engine-build,migrate] [--write|--no-write]`,
       );
   }
   const known = [
@@ -53,6 +54,7 @@ function parseArgs(argv: string[]): Options {
     "pooler",
     "engine",
     "engine-build",
+    "migrate",
   ];
   const unknown = [...only].filter((s) => !known.includes(s));
   if (unknown.length > 0)
@@ -382,6 +384,10 @@ export async function main(argv: string[]): Promise<number> {
   if (opts.only.has("pooler")) sections.push(await poolerSection(opts));
   if (opts.only.has("engine") || opts.only.has("engine-build"))
     sections.push(await runEngine(opts));
+  if (opts.only.has("migrate")) {
+    // Fleet migrations on 1,000 tenants of one cluster (bench/migrate.ts).
+    sections.push({ name: "migrate", markdown: (await benchMigrate(opts)).markdown });
+  }
   console.log([header, ...sections.map((s) => s.markdown)].join("\n"));
   if (opts.write)
     writeResults(sections.map((s) => ({ name: s.name, markdown: `${header}\n${s.markdown}` })));

@@ -93,16 +93,14 @@ SELECT json_build_object(
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = t.oid))
 )::text AS snapshot`;
 
-/** The raw snapshot of the connected database, read in a read-only transaction. */
+/**
+ * The raw snapshot of the connected database: one statement, so one snapshot of the catalogs.
+ * The session's search_path must be pg_catalog (prepareSession sets it), so that expressions
+ * print schema-qualified.
+ */
 export async function readSnapshot(c: Client): Promise<string> {
-  await c.query("BEGIN READ ONLY");
-  try {
-    await c.query("SET LOCAL search_path = pg_catalog");
-    const r = await c.query<{ snapshot: string }>(SNAPSHOT_SQL);
-    return r.rows[0].snapshot;
-  } finally {
-    await c.query("COMMIT").catch(() => undefined);
-  }
+  const r = await c.query<{ snapshot: string }>(SNAPSHOT_SQL);
+  return r.rows[0].snapshot;
 }
 
 /** Per section (columns, indexes, ...), each object's normalised fields as JSON text. */

@@ -492,9 +492,9 @@ async function checkTenant(
       normalizeBoth(ref, t.extensions),
       normalize(raw, t.roles, t.extensions),
     ).map(describeDifference);
-    if (write && state.history !== null) {
-      await record(s, t.database, plan.version, plan.digest).catch(() => undefined);
-    }
+    // Queued on the maintenance session; the run waits for the queue before it ends.
+    if (write && state.history !== null)
+      void record(s, t.database, plan.version, plan.digest).catch(() => undefined);
     return {
       tenant: t,
       outcome:

@@ -165,6 +165,7 @@ export async function templateSnapshot(
     const raw = await (async () => {
       const c = await connect(target, scratch);
       try {
+        await c.query("SET search_path = pg_catalog");
         return await readSnapshot(c);
       } finally {
         await c.end().catch(() => undefined);
