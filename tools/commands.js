@@ -311,6 +311,23 @@ const COMMANDS = [
     module: "tools/restore.ts",
   },
   {
+    name: "containment-sql",
+    summary:
+      "the superuser SQL that puts the containment model on a cluster the tools did not start",
+    args: [],
+    options: {
+      stack: STACK,
+      tier: { type: "string", value: "<tier>", required: true, description: "the cluster's tier" },
+      "pg-major": {
+        type: "string",
+        value: "<15|16|17|18>",
+        default: "17",
+        description: "the server's major version",
+      },
+    },
+    module: "tools/containmentSql.ts",
+  },
+  {
     name: "watchdog",
     summary:
       "end tenant sessions over their limits (statement and idle timeouts, offboarded, advisory locks)",
