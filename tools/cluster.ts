@@ -233,10 +233,21 @@ function startedWithOtherOptions(spec: ClusterSpec): boolean {
   return fs.readFileSync(file, "utf8").trim() !== startOptions(spec);
 }
 
+/** The major version a data directory was initialised with (its PG_VERSION), if it is one. */
+export function dataDirVersion(dataDir: string): 15 | 17 | undefined {
+  const file = path.join(dataDir, "PG_VERSION");
+  if (!fs.existsSync(file)) return undefined;
+  const v = Number(fs.readFileSync(file, "utf8").trim());
+  return v === 15 || v === 17 ? v : undefined;
+}
+
+/** The PostgreSQL versions the embedded packages provide, newest first. */
+export const EMBEDDED_VERSIONS = [17, 15] as const;
+
 /** Stops the cluster whose data directory this is, if it runs (also from another process). */
 export function stopClusterDir(
   dataDir: string,
-  pgVersion: 15 | 17 = 17,
+  pgVersion: 15 | 17 = dataDirVersion(dataDir) ?? 17,
   mode: "fast" | "immediate" = "fast",
 ): boolean {
   const bin = postgresBinDir(pgVersion);

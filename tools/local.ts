@@ -9,7 +9,14 @@ import { renderFleetHba } from "../infra/hba";
 import type { Tenant } from "../infra/manifest";
 import { buildFleetModel } from "../infra/model";
 import { LOGIN_KINDS, LoginKind } from "../infra/naming";
-import { RunningCluster, startCluster, stopClusterDir } from "./cluster";
+import {
+  dataDirVersion,
+  EMBEDDED_VERSIONS,
+  RunningCluster,
+  startCluster,
+  stopClusterDir,
+} from "./cluster";
+import { findPgTool } from "./lib/dump";
 import { buildEngine } from "./engine";
 import {
   CommandError,
@@ -64,6 +71,36 @@ export interface LocalClusterState {
 export interface LocalState {
   clusters: Record<string, LocalClusterState>;
   pulumiPassphrase: string;
+  /**
+   * The PostgreSQL version of the local clusters, chosen at their first start (localVersion)
+   * and kept: a data directory cannot change version.
+   */
+  pgVersion?: 15 | 17;
+}
+
+/**
+ * The version the local clusters run: the newest embedded one this machine's pg_dump can dump
+ * (pg_dump refuses a newer server), so backup, restore and offboard work on the local stack
+ * wherever `npm ci` ran; without any pg_dump the newest. Existing data keeps its version.
+ */
+export function localVersion(
+  existing: (15 | 17 | undefined)[],
+  pgDumpMajor: number | undefined,
+): { version: 15 | 17; why: string } {
+  const kept = existing.find((v) => v !== undefined);
+  if (kept !== undefined) return { version: kept, why: "the version of the existing data" };
+  if (pgDumpMajor === undefined)
+    return {
+      version: EMBEDDED_VERSIONS[0],
+      why: "no pg_dump found: backup, restore and offboard need postgresql-client-17 (moves do not)",
+    };
+  const fit = EMBEDDED_VERSIONS.find((v) => v <= pgDumpMajor);
+  return fit === undefined
+    ? {
+        version: EMBEDDED_VERSIONS[EMBEDDED_VERSIONS.length - 1],
+        why: `pg_dump ${pgDumpMajor} is older than every embedded version: backup, restore and offboard need postgresql-client-${EMBEDDED_VERSIONS[EMBEDDED_VERSIONS.length - 1]} or newer`,
+      }
+    : { version: fit, why: `the newest embedded version pg_dump ${pgDumpMajor} can dump` };
 }
 
 export function localDir(root: string, env: NodeJS.ProcessEnv): string {
@@ -104,13 +141,19 @@ export function loadOrCreateState(dir: string, ports: Record<string, number>): L
       provisionerPassword: existing?.provisionerPassword ?? generated(),
     };
   }
+  saveState(dir, state);
+  return state;
+}
+
+/** Writes the state file, private from its first byte. */
+function saveState(dir: string, state: LocalState): void {
+  const file = path.join(dir, "state.json");
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   // Written to a private temporary file, then renamed: the secrets are never readable by others,
   // even for a moment, and an existing file with a looser mode is replaced, not reused.
   const temporary = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(temporary, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
   fs.renameSync(temporary, file);
-  return state;
 }
 
 /** The Pulumi CLI installed the normal way: `pulumi` on PATH or in ~/.pulumi/bin. */
@@ -206,6 +249,23 @@ async function up(io: CommandIo): Promise<number> {
   const dir = localDir(io.root, io.env);
   const ports = localPorts(cfg, io.env);
   const state = loadOrCreateState(dir, ports);
+  if (state.pgVersion === undefined) {
+    let major: number | undefined;
+    try {
+      major = findPgTool("pg_dump", io.env).major;
+    } catch {
+      major = undefined;
+    }
+    const chosen = localVersion(
+      Object.values(state.clusters).map((c) => dataDirVersion(path.join(dir, c.dataDir))),
+      major,
+    );
+    state.pgVersion = chosen.version;
+    saveState(dir, state);
+    io.out(
+      `local clusters run PostgreSQL ${chosen.version}: ${chosen.why} (kept in ${shown(io.root, path.join(dir, "state.json"))})`,
+    );
+  }
   // The bootstrap builds version 1 of the stack's template; migrate builds the later ones.
   const template = firstTemplateOf(io.root, cfg.template, LOCAL_STACK);
 
@@ -222,6 +282,7 @@ async function up(io: CommandIo): Promise<number> {
       template,
       persistent: true,
       server: cluster.server,
+      pgVersion: state.pgVersion,
     });
     io.out(
       `cluster ${tier} ready on ${clusters[tier].host}:${clusters[tier].port} (data in ${shown(io.root, dataDir)})`,

@@ -98,6 +98,8 @@ describe("npm run local without a Pulumi engine", () => {
     const up = await runLocal("up", env);
     assert.equal(up.code, 1, `exit code of up; stderr:\n${up.stderr}`);
     assert.deepEqual(up.stdout.trim().split("\n"), [
+      // Debian 12's pg_dump is 15: the local clusters run the newest version it can dump.
+      `local clusters run PostgreSQL 15: the newest embedded version pg_dump 15 can dump (kept in ${path.join(localDir, "state.json")})`,
       `cluster standard ready on 127.0.0.1:${base} (data in ${path.join(localDir, "standard")})`,
       `cluster premium ready on 127.0.0.1:${base + 1} (data in ${path.join(localDir, "premium")})`,
     ]);
@@ -111,6 +113,11 @@ describe("npm run local without a Pulumi engine", () => {
       "state.json is readable by its owner only",
     );
     const state = JSON.parse(fs.readFileSync(stateFile, "utf8")) as LocalState;
+    assert.equal(state.pgVersion, 15);
+    assert.equal(
+      fs.readFileSync(path.join(localDir, "standard", "PG_VERSION"), "utf8").trim(),
+      "15",
+    );
     const secrets = Object.values(state.clusters).flatMap((c) => [
       c.superuserPassword,
       c.provisionerPassword,
