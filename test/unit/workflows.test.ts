@@ -83,7 +83,15 @@ describe("CI workflows", () => {
           used.add(m[1] ?? m[2]);
       }
     }
-    assert.deepEqual([...used].sort(), ["affected", "audit", "check", "lint", "test", "typecheck"]);
+    assert.deepEqual([...used].sort(), [
+      "affected",
+      "audit",
+      "check",
+      "lint",
+      "migrate",
+      "test",
+      "typecheck",
+    ]);
     for (const script of used)
       assert.ok(script in scripts, `npm run ${script} is not a script of package.json`);
   });
@@ -189,6 +197,21 @@ describe("CI workflows", () => {
         order.indexOf("pulumi/actions@v7"),
       "the offline check runs before pulumi up",
     );
+    // The template version new tenants clone from exists before the up; the fleet follows it.
+    const templates = order.findIndex((s) => s.includes('migrate -- --stack "$STACK" --templates'));
+    const migrate = order.findIndex((s) => s.includes("--canary 1"));
+    assert.ok(templates >= 0 && templates < order.indexOf("pulumi/actions@v7"));
+    assert.ok(migrate > order.indexOf("pulumi/actions@v7"));
+    assert.equal(
+      up.steps[migrate].run?.trim(),
+      'npm run --silent migrate -- --stack "$STACK" --canary 1 --wave-size 50 --format markdown | tee -a "$GITHUB_STEP_SUMMARY"',
+    );
+    for (const i of [templates, migrate]) {
+      for (const tier of ["STANDARD", "PREMIUM"]) {
+        const name = `PGTENANTS_PASSWORD_${tier}`;
+        assert.equal(up.steps[i].env?.[name], `\${{ secrets.${name} }}`, name);
+      }
+    }
   });
 
   it("audit every deployed stack nightly, with a password secret for each of its clusters", () => {
