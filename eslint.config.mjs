@@ -13,6 +13,8 @@ const CORE = [
   "infra/limits.ts",
   "infra/ssl.ts",
   "infra/changes.ts",
+  "infra/pooler.ts",
+  "infra/scram.ts",
 ];
 const pulumiRuntime = {
   group: ["@pulumi/*"],

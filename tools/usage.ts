@@ -136,6 +136,7 @@ function record(peak: PeakSessions, logins: Record<string, Record<string, number
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
+    if (signal?.aborted === true) return resolve();
     const timer = setTimeout(resolve, ms);
     signal?.addEventListener("abort", () => {
       clearTimeout(timer);
@@ -284,6 +285,8 @@ export async function serveUsage(
     }
   } finally {
     await s.close();
+    // Scrapers keep their connections alive: close them, or close() waits for their timeout.
+    server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }

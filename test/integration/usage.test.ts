@@ -8,7 +8,7 @@ import { renderUsageHtml } from "../../tools/usage/html";
 import type { UsageReport } from "../../tools/usage/report";
 import { main } from "../../tools/usage";
 import { captureIo, writeStackFile } from "../../harness/dayTwo";
-import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
+import { connectAs, Fleet, FLEET_STACK, freePort, provisionFleet } from "../../harness/fleet";
 
 /**
  * `npm run usage` over a load this test generates on clusters the program provisioned: the
@@ -184,6 +184,45 @@ describe("npm run usage over a known load", () => {
     expect(metrics).toContain(
       'pgtenants_tenant_advice{tenant="heavy",tier="standard",action="up",to="premium"} 1',
     );
+  });
+});
+
+describe("npm run usage -- --serve", () => {
+  it("serves Prometheus metrics at /metrics once the first interval is sampled, until SIGTERM", async () => {
+    const port = await freePort();
+    const io = captureIo(fleet);
+    const served = main(["--stack", FLEET_STACK, "--interval", "10s", "--serve", String(port)], io);
+    const url = `http://127.0.0.1:${port}`;
+    const get = async (p: string) => {
+      for (let i = 0; i < 100; i++) {
+        try {
+          return await fetch(url + p);
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      throw new Error("the metrics server never listened");
+    };
+    expect((await get("/metrics")).status).toBe(503);
+    expect((await get("/other")).status).toBe(404);
+    let body = "";
+    for (let i = 0; i < 60 && body === ""; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await get("/metrics");
+      if (r.status === 200) body = await r.text();
+    }
+    process.emit("SIGTERM");
+    expect(await served).toBe(0);
+    expect(body).toContain(
+      'pgtenants_tenant_connection_limit{tenant="heavy",tier="standard",state="active"} 40',
+    );
+    expect(body).toContain("pgtenants_usage_interval_seconds 10");
+    expect(io.lines[0]).toBe(
+      `serving usage metrics on http://127.0.0.1:${port}/metrics, a new interval every 10 s`,
+    );
+    expect(io.lines[1]).toMatch(/: 3 tenant\(s\) over 1\d(\.\d)? s; busiest /);
+    // Closed with the command.
+    await expect(fetch(`${url}/metrics`)).rejects.toThrow();
   });
 });
 
