@@ -91,6 +91,26 @@ describe("pg-tenants watchdog", () => {
     }
   });
 
+  it("ends a session holding more advisory locks than a session may (a revoke undone by hand)", async () => {
+    const su = await fleet.clusters.standard.superuserClient("tenant_acme");
+    await su.query("GRANT EXECUTE ON FUNCTION pg_advisory_lock(bigint) TO PUBLIC");
+    const c = await login("acme", "rw");
+    try {
+      await c.query("SELECT count(pg_advisory_lock(g)) FROM generate_series(1, 70) g");
+      const io = captureIo(fleet);
+      expect(await watchdog([...S, "--once"], io)).toBe(0);
+      expect(io.lines).toHaveLength(1);
+      expect(io.lines[0]).toMatch(
+        /^ended pid \d+ of tenant_acme_rw \(tenant acme, cluster standard\): it holds 70 advisory locks, over the 64 a session may$/,
+      );
+      await expect(c.query("SELECT 1")).rejects.toThrow();
+    } finally {
+      await c.end().catch(() => undefined);
+      await su.query("REVOKE EXECUTE ON FUNCTION pg_advisory_lock(bigint) FROM PUBLIC");
+      await su.end();
+    }
+  });
+
   it("leaves sessions within their limits alone", async () => {
     const c = await login("acme", "ro");
     try {
