@@ -4,6 +4,7 @@ import { HISTORY_SCHEMA, parseTemplate, templateName } from "./templates";
 import type { StackConfig } from "./config";
 import {
   CLUSTER_PRIVILEGES,
+  ClusterFlag,
   FleetModel,
   GrantSpec,
   RoleSpec,
@@ -24,21 +25,14 @@ export interface AclEntry {
   privilege: string;
 }
 
-/** A role's cluster-privilege flags, named by the lower-cased SQL keyword. */
-type ClusterFlag = "superuser" | "createdb" | "createrole" | "replication" | "bypassrls";
-
-export interface RoleRow {
+/** A role as the audit reads it: its cluster-privilege flags (ClusterFlag) and the rest. */
+export type RoleRow = Record<ClusterFlag, boolean> & {
   name: string;
-  superuser: boolean;
-  createdb: boolean;
-  createrole: boolean;
-  replication: boolean;
-  bypassrls: boolean;
   login: boolean;
   connectionLimit: number;
   /** `pg_roles.rolconfig`, e.g. `statement_timeout=30000`. */
   config: string[];
-}
+};
 
 export interface DatabaseRow {
   name: string;

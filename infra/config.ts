@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { InputError, InputIssue, zodIssues } from "./issues";
-import { maxTenantIdLength, TENANT_ID_PATTERN } from "./naming";
+import { maxTenantIdLength, NAME_PREFIX_PATTERN, TENANT_ID_PATTERN } from "./naming";
 import { KMS_DELETION_WINDOW_DAYS, LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from "./limits";
 import { SSL_MODES } from "./ssl";
 import { SHARD_FIELDS, shardConfigIssues, ShardSchema } from "./shards";
@@ -247,7 +247,9 @@ const HbaSchema = z.strictObject({
 const StackConfigSchema = z.strictObject({
   namePrefix: z
     .string({ error: "must be a string" })
-    .regex(/^[a-z][a-z0-9_]*_$/, { error: "must match ^[a-z][a-z0-9_]*_$ (e.g. tenant_)" })
+    .regex(NAME_PREFIX_PATTERN, {
+      error: `must match ${NAME_PREFIX_PATTERN.source} (e.g. tenant_)`,
+    })
     .default("tenant_"),
   template: identifier,
   appSchemas: z

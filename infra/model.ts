@@ -36,12 +36,21 @@ export const GROUP_SCHEMA_PRIVILEGES = ["USAGE"] as const;
  * forbids each, the audit reports each.
  */
 export const CLUSTER_PRIVILEGES = [
-  { input: "superuser", keyword: "SUPERUSER" },
-  { input: "createDatabase", keyword: "CREATEDB" },
-  { input: "createRole", keyword: "CREATEROLE" },
-  { input: "replication", keyword: "REPLICATION" },
-  { input: "bypassRowLevelSecurity", keyword: "BYPASSRLS" },
+  { input: "superuser", keyword: "SUPERUSER", column: "rolsuper" },
+  { input: "createDatabase", keyword: "CREATEDB", column: "rolcreatedb" },
+  { input: "createRole", keyword: "CREATEROLE", column: "rolcreaterole" },
+  { input: "replication", keyword: "REPLICATION", column: "rolreplication" },
+  { input: "bypassRowLevelSecurity", keyword: "BYPASSRLS", column: "rolbypassrls" },
 ] as const;
+
+/** A cluster privilege by its lower-cased keyword, as the audit's catalog rows name it. */
+export type ClusterFlag = Lowercase<(typeof CLUSTER_PRIVILEGES)[number]["keyword"]>;
+
+/** The cluster privileges the provisioning role holds: it creates the tenants' databases and roles. */
+export const PROVISIONER_PRIVILEGES: readonly (typeof CLUSTER_PRIVILEGES)[number]["input"][] = [
+  "createDatabase",
+  "createRole",
+];
 
 /** Extensions every tenant database has. */
 export const TENANT_EXTENSIONS = ["pgcrypto"] as const;

@@ -8,6 +8,9 @@
 /** PostgreSQL silently truncates identifiers longer than this many bytes (NAMEDATALEN - 1). */
 export const PG_MAX_IDENTIFIER_BYTES = 63;
 
+/** A stack's name prefix (`tenant_`): tenant names are `<prefix><id>[_owner|_rw|_ro]`. */
+export const NAME_PREFIX_PATTERN = /^[a-z][a-z0-9_]*_$/;
+
 /** Tenant ids: a lowercase ASCII letter, then lowercase ASCII letters, digits or `_`. */
 export const TENANT_ID_PATTERN = /^[a-z][a-z0-9_]*$/;
 

@@ -5,7 +5,7 @@ import type {
   StackValidationArgs,
 } from "@pulumi/policy";
 import { TENANT_TAG } from "../infra/model";
-import { parseTenantName, tenantIdOfLogicalName } from "../infra/naming";
+import { NAME_PREFIX_PATTERN, parseTenantName, tenantIdOfLogicalName } from "../infra/naming";
 
 /**
  * What every policy of the pack shares: the type tokens it inspects, how a resource's tenant is
@@ -88,7 +88,7 @@ export function tenantOfName(prefix: string, name: unknown): string | undefined 
 export const NAME_PREFIX_SCHEMA: PolicyConfigSchema["properties"] = {
   namePrefix: {
     type: "string",
-    pattern: "^[a-z][a-z0-9_]*_$",
+    pattern: NAME_PREFIX_PATTERN.source,
     default: "tenant_",
     description:
       "The stacks' pg-tenants:namePrefix: tenant names are <namePrefix><id>[_owner|_rw|_ro].",

@@ -11,6 +11,7 @@ import {
   EMPTY_TEMPLATE,
   serverSettings,
 } from "../infra/containment";
+import { CLUSTER_PRIVILEGES, PROVISIONER_PRIVILEGES } from "../infra/model";
 import { quoteIdent } from "../infra/sql";
 
 /**
@@ -273,6 +274,13 @@ async function connect(
   return client;
 }
 
+/** The provisioning role's cluster privileges as SQL: what it holds, and NO... for the rest. */
+function provisionerAttributes(): string {
+  return CLUSTER_PRIVILEGES.map((p) =>
+    PROVISIONER_PRIVILEGES.includes(p.input) ? p.keyword : `NO${p.keyword}`,
+  ).join(" ");
+}
+
 /** Creates what the program expects on a cluster; safe to run on every start. */
 async function bootstrap(spec: ClusterSpec): Promise<void> {
   const admin = await connect(spec.port, BOOTSTRAP_SUPERUSER, spec.superuserPassword, "postgres");
@@ -287,7 +295,7 @@ async function bootstrap(spec: ClusterSpec): Promise<void> {
     await admin.query("SET log_statement = 'none'");
     await admin.query("SET log_min_duration_statement = -1");
     await admin.query(
-      `${exists.rowCount === 0 ? "CREATE" : "ALTER"} ROLE ${p} WITH LOGIN CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION NOBYPASSRLS PASSWORD ${password}`,
+      `${exists.rowCount === 0 ? "CREATE" : "ALTER"} ROLE ${p} WITH LOGIN ${provisionerAttributes()} PASSWORD ${password}`,
     );
     // PUBLIC may connect nowhere; the provisioning role keeps its maintenance database.
     await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC`);

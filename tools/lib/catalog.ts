@@ -7,6 +7,7 @@ import type {
   MembershipRow,
   RoleRow,
 } from "../../infra/audit";
+import { CLUSTER_PRIVILEGES } from "../../infra/model";
 import { connect, ClusterTarget, mapPool } from "./pg";
 
 /**
@@ -16,9 +17,13 @@ import { connect, ClusterTarget, mapPool } from "./pg";
  * database and are read on a bounded pool.
  */
 
+/** Each cluster privilege's catalog column, read as its lower-cased keyword (RoleRow). */
+const CLUSTER_FLAG_COLUMNS = CLUSTER_PRIVILEGES.map(
+  (p) => `${p.column} AS ${p.keyword.toLowerCase()}`,
+).join(", ");
+
 const ROLES_SQL = `
-SELECT rolname AS name, rolsuper AS superuser, rolcreatedb AS createdb, rolcreaterole AS createrole,
-       rolreplication AS replication, rolbypassrls AS bypassrls, rolcanlogin AS login,
+SELECT rolname AS name, ${CLUSTER_FLAG_COLUMNS}, rolcanlogin AS login,
        rolconnlimit AS "connectionLimit", coalesce(rolconfig, '{}') AS config
 FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname`;
 
