@@ -431,22 +431,34 @@ async function copyOrVerify(
   state: RunState,
 ) {
   const src = await connect(source.target, model.database.name);
+  // A second session on the source's snapshot computes the expected contents while the first
+  // one streams the copy: the freeze lasts the longer of the two, not their sum.
+  const counter = await connect(source.target, model.database.name);
   const tgt = await connect(dest, targetModel.database.name);
-  state.cut.add(src);
-  state.cut.add(tgt);
+  for (const c of [src, counter, tgt]) state.cut.add(c);
   try {
     await src.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const expected = await databaseContents(src);
+    const snapshot = (await src.query<{ s: string }>("SELECT pg_export_snapshot() AS s")).rows[0].s;
+    if (!/^[0-9A-F-]+$/i.test(snapshot))
+      throw new CommandError(`unexpected snapshot id ${snapshot}`);
+    await counter.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    await counter.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
     await tgt.query("BEGIN");
     const present = await databaseContents(tgt);
-    if (compareContents(expected, present, "the target").length === 0 && hasData(present)) {
-      await tgt.query("COMMIT");
-      io.out(
-        `the target on cluster ${dest.tier} already holds the verified copy (committed by an earlier run)`,
-      );
-      return expected;
+    if (hasData(present)) {
+      const expected = await databaseContents(counter);
+      if (compareContents(expected, present, "the target").length === 0) {
+        await tgt.query("COMMIT");
+        io.out(
+          `the target on cluster ${dest.tier} already holds the verified copy (committed by an earlier run)`,
+        );
+        return expected;
+      }
+      await emptyContents(tgt);
     }
-    if (hasData(present)) await emptyContents(tgt);
+    const counting = databaseContents(counter);
+    // Awaited after the copy; a failure meanwhile must not surface as an unhandled rejection.
+    counting.catch(() => undefined);
     io.progress?.(`move: copying ${model.database.name} to cluster ${dest.tier}`);
     await copyContents(src, tgt, {
       allowedOwners: tenantRoles(targetModel),
@@ -456,6 +468,7 @@ async function copyOrVerify(
         checkInterrupted(state);
       },
     });
+    const expected = await counting;
     const actual = await databaseContents(tgt);
     const problems = compareContents(expected, actual, `the target on cluster ${dest.tier}`);
     if (problems.length > 0) throw new CommandError(`verification failed: ${problems.join("; ")}`);
@@ -465,10 +478,10 @@ async function copyOrVerify(
     await src.query("COMMIT");
     return expected;
   } finally {
-    state.cut.delete(src);
-    state.cut.delete(tgt);
-    await src.end().catch(() => undefined);
-    await tgt.end().catch(() => undefined);
+    for (const c of [src, counter, tgt]) {
+      state.cut.delete(c);
+      await c.end().catch(() => undefined);
+    }
   }
 }
 

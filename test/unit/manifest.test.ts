@@ -167,7 +167,9 @@ describe("parseManifest", () => {
     [
       "a negative statement timeout",
       [tenantFile("acme", "limits:\n  statementTimeoutMs: -1\n")],
-      ["tenants/acme.yaml: limits.statementTimeoutMs: must be from 0 (no timeout) to 2147483647 milliseconds"],
+      [
+        "tenants/acme.yaml: limits.statementTimeoutMs: must be from 0 (no timeout) to 2147483647 milliseconds",
+      ],
     ],
     [
       "missing fields",
