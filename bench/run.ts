@@ -7,10 +7,11 @@ import { benchClientOverhead } from "./client";
 import { runEngine } from "./engine";
 import { benchMigrate } from "./migrate";
 import { benchPooler } from "./pooler";
+import { benchMove } from "./move";
 import { runChecks, runCliStart, runProvisioning, Section } from "./sections";
 
 /**
- * `npm run bench [-- --quick] [-- --only program,provision,check,audit,client,cli,pooler] [-- --write]`:
+ * `npm run bench [-- --quick] [-- --only program,provision,check,audit,client,cli,pooler,engine,engine-build,migrate,move] [-- --write]`:
  * compiles the program and the workers into dist/, then measures, each figure in a fresh child
  * process (clean peak RSS): program evaluation under the mock runtime against the
  * straightforward baseline, provisioning on real embedded clusters against raw SQL, and the
@@ -41,7 +42,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--only") (argv[++i] ?? "").split(",").forEach((s) => only.add(s.trim()));
     else
       throw new Error(
-        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client,cli,pooler,engine,engine-build,migrate] [--write|--no-write]`,
+        `unknown argument ${a}; usage: npm run bench -- [--quick] [--only program,provision,check,audit,client,cli,pooler,engine,engine-build,migrate,move] [--write|--no-write]`,
       );
   }
   const known = [
@@ -55,6 +56,7 @@ function parseArgs(argv: string[]): Options {
     "engine",
     "engine-build",
     "migrate",
+    "move",
   ];
   const unknown = [...only].filter((s) => !known.includes(s));
   if (unknown.length > 0)
@@ -387,6 +389,10 @@ export async function main(argv: string[]): Promise<number> {
   if (opts.only.has("migrate")) {
     // Fleet migrations on 1,000 tenants of one cluster (bench/migrate.ts).
     sections.push({ name: "migrate", markdown: (await benchMigrate(opts)).markdown });
+  }
+  if (opts.only.has("move")) {
+    // A tier move's freeze per GB against the dump it replaced, with eight writers (bench/move.ts).
+    sections.push({ name: "move", markdown: (await benchMove(opts.quick ? 64 : 256)).markdown });
   }
   console.log([header, ...sections.map((s) => s.markdown)].join("\n"));
   if (opts.write)

@@ -34,7 +34,7 @@ function tool(name: string): string | undefined {
 
 export async function runProvisioning(opts: Options): Promise<Section> {
   const title = "Provisioning on a real cluster (embedded PostgreSQL 17)";
-  if (!fs.existsSync(path.join(ROOT, "test", "support", "fleet.ts"))) {
+  if (!fs.existsSync(path.join(ROOT, "harness", "fleet.ts"))) {
     return {
       name: "provision",
       markdown: notAvailable(title, "the integration harness harness/fleet.ts does not exist"),

@@ -15,17 +15,25 @@ import {
   readCommandArgs,
   processIo,
   runCommand,
+  CommandError,
   StackContext,
   UsageError,
 } from "./lib/cli";
-import type { CredentialsProvider } from "../client/credentials";
+import * as path from "path";
+import {
+  CredentialsOutput,
+  CredentialsProvider,
+  LocalOutputsCredentials,
+} from "../client/credentials";
+import { readInputFile } from "../infra/files";
 import { snapshotCluster } from "./lib/catalog";
 import { auditContainment } from "./lib/containmentAudit";
 import { migrationFindings } from "./lib/migrations/audit";
 import { clusterTarget, mapPool } from "./lib/pg";
 
 /**
- * `npm run audit -- --stack <name> [--format text|json|markdown] [--pool <n>]`: reads the live
+ * `npm run audit -- --stack <name> [--format text|json|markdown] [--pool <n>] [--credentials
+ * <file>]`: reads the live
  * clusters of a stack as their provisioning roles (read-only transactions only) and checks every
  * invariant of the isolation model per tenant and per cluster. Exit 0 when every invariant
  * holds, 1 on any violation (or when a cluster cannot be read), 2 on bad usage.
@@ -90,11 +98,44 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 64) {
       throw new UsageError(`--pool must be a whole number from 1 to 64\nusage: ${args.usage}`);
     }
+    const file = args.text("credentials");
+    const credentials =
+      file === undefined ? undefined : credentialsFile(path.resolve(io.root, file));
     const ctx = loadContext(args.value("stack"), io.root);
-    const report = await auditStack(ctx, io, { poolSize });
+    const report = await auditStack(ctx, io, { poolSize, credentials });
     io.out(renderReport(report, format));
     return report.violations === 0 ? EXIT.ok : EXIT.failed;
   });
+}
+
+/**
+ * The `credentials` stack output saved as JSON, read and checked once before any cluster is
+ * read: an object of tenants, each with its rw and ro logins. Its values never reach a message.
+ */
+function credentialsFile(file: string): CredentialsProvider {
+  const read = readInputFile(file);
+  if ("problem" in read) throw new CommandError(`--credentials ${file} ${read.problem}`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(read.text);
+  } catch {
+    throw new CommandError(
+      `--credentials ${file} is not JSON: save it with pulumi stack output --json --show-secrets credentials`,
+    );
+  }
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!isObject(doc))
+    throw new CommandError(
+      `--credentials ${file} must be an object of tenants (the credentials output)`,
+    );
+  for (const [tenant, entry] of Object.entries(doc)) {
+    if (!isObject(entry) || !isObject(entry.rw) || !isObject(entry.ro))
+      throw new CommandError(
+        `--credentials ${file}: tenant ${JSON.stringify(tenant)} must have rw and ro logins`,
+      );
+  }
+  return new LocalOutputsCredentials(doc as CredentialsOutput);
 }
 
 if (require.main === module) {

@@ -144,6 +144,12 @@ const COMMANDS = [
         default: "4",
         description: "connections per cluster for the per-database checks",
       },
+      credentials: {
+        type: "string",
+        value: "<file>",
+        description:
+          "the stack's credentials output as JSON (pulumi stack output --json --show-secrets credentials): each active login also authenticates with its own",
+      },
     },
     module: "tools/audit.ts",
   },
@@ -371,7 +377,8 @@ const COMMANDS = [
   },
   {
     name: "bench",
-    summary: "measure the program, provisioning, check, audit, client and CLI start",
+    summary:
+      "measure the program, provisioning, check, audit, client, CLI start, pooler, engine, migrations and moves",
     args: [],
     options: {
       quick: { type: "boolean", description: "fewer tenants and repeats" },

@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import * as fs from "fs";
+import * as path from "path";
 import type { Client } from "pg";
 import { LocalOutputsCredentials } from "../../client/credentials";
 import type { Finding } from "../../infra/audit";
 import { CONTAINMENT_INVARIANTS } from "../../infra/containmentAudit";
 import { captureIo, writeStackFile } from "../../harness/dayTwo";
 import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
-import { auditStack } from "../../tools/audit";
+import { auditStack, main as audit } from "../../tools/audit";
 import { loadContext } from "../../tools/lib/cli";
 
 /**
@@ -115,6 +117,14 @@ describe("the audit of what tenants share", () => {
             "tenant_initech_ro refused its own credentials (28P01): its password was changed outside the program (ALTER ROLE ... PASSWORD); pulumi up sets it back",
         },
       ]);
+      // The command line: the credentials output saved to a file, as the docs say.
+      const file = path.join(fleet.root, "credentials.json");
+      fs.writeFileSync(file, JSON.stringify(fleet.outputs.credentials), { mode: 0o600 });
+      const io = captureIo(fleet);
+      expect(await audit(["--stack", FLEET_STACK, "--credentials", file], io)).toBe(1);
+      const printed = io.lines.join("\n");
+      expect(printed).toContain("tenant_initech_ro refused its own credentials (28P01)");
+      expect(printed).not.toContain(original);
     } finally {
       const c = await fleet.clusters.standard.superuserClient();
       try {
@@ -124,6 +134,20 @@ describe("the audit of what tenants share", () => {
       }
     }
     expect(await findings(true)).toEqual([]);
+  });
+
+  it("refuses a credentials file that is not the credentials output, before reading a cluster", async () => {
+    const file = path.join(fleet.root, "not-credentials.json");
+    fs.writeFileSync(file, JSON.stringify({ acme: { rw: "x" } }));
+    const io = captureIo(fleet);
+    expect(await audit(["--stack", FLEET_STACK, "--credentials", file], io)).toBe(1);
+    expect(io.errors).toEqual([
+      `error: --credentials ${file}: tenant "acme" must have rw and ro logins`,
+    ]);
+    const missing = captureIo(fleet);
+    const none = path.join(fleet.root, "none.json");
+    expect(await audit(["--stack", FLEET_STACK, "--credentials", none], missing)).toBe(1);
+    expect(missing.errors).toEqual([`error: --credentials ${none} not found`]);
   });
 
   it("reports a revoke undone in a tenant database, and a large object owned by the ro login", async () => {
