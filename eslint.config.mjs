@@ -15,6 +15,7 @@ const CORE = [
   "infra/changes.ts",
   "infra/pooler.ts",
   "infra/scram.ts",
+  "infra/modelSql.ts",
 ];
 const pulumiRuntime = {
   group: ["@pulumi/*"],
@@ -33,7 +34,7 @@ const notCore = (where) => ({
   ],
   allowTypeImports: true,
   message:
-    "Import only the pure core here (naming, manifest, model, hba, shards, issues, sql, limits, ssl, changes); types of other modules are fine.",
+    "Import only the pure core here (naming, manifest, model, modelSql, hba, shards, issues, sql, limits, ssl, changes, pooler, scram); types of other modules are fine.",
 });
 const noTools = {
   group: ["**/tools/**", "**/harness/**", "**/test/**", "**/bench/**"],

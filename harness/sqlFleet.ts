@@ -2,7 +2,6 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { Client } from "pg";
 import type { Credentials } from "../infra/components/credentials";
 import {
   DEFAULT_SERVER_CONFIG,
@@ -15,7 +14,7 @@ import type { Tenant } from "../infra/manifest";
 import { buildFleetModel, FleetModel, TenantModel } from "../infra/model";
 import { AuthEntry, PoolerOutput, poolerOutput, poolerSpec, renderAuthFile } from "../infra/pooler";
 import { scramVerifier } from "../infra/scram";
-import { quoteIdent } from "../infra/sql";
+import { inDatabaseSql, tenantSql } from "../infra/modelSql";
 import { RunningCluster, startCluster } from "../tools/cluster";
 import { FIRST_TEMPLATE_SQL } from "../tools/lib/migrations/files";
 import { freePort, PROVISIONER, TEMPLATE } from "./fleet";
@@ -61,58 +60,6 @@ export interface SqlFleet {
 }
 
 const secret = () => randomBytes(18).toString("base64url");
-
-/** The SQL of a tenant's roles, database and database grants, as the model declares them. */
-function tenantSql(model: TenantModel, verifiers: Record<string, string>, c: Client): string[] {
-  const sql: string[] = [];
-  for (const role of model.roles) {
-    const password =
-      verifiers[role.kind] !== undefined
-        ? ` PASSWORD ${c.escapeLiteral(verifiers[role.kind])}`
-        : "";
-    const inRole =
-      role.memberOf.length > 0 ? ` IN ROLE ${role.memberOf.map(quoteIdent).join(", ")}` : "";
-    const timeout =
-      role.statementTimeoutMs !== undefined
-        ? [`ALTER ROLE ${quoteIdent(role.name)} SET statement_timeout = ${role.statementTimeoutMs}`]
-        : [];
-    sql.push(
-      `CREATE ROLE ${quoteIdent(role.name)} WITH ${role.login ? "LOGIN" : "NOLOGIN"} NOSUPERUSER NOCREATEDB NOCREATEROLE ` +
-        `NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${role.connectionLimit}${password}${inRole}`,
-      ...timeout,
-    );
-  }
-  const db = quoteIdent(model.database.name);
-  sql.push(
-    `CREATE DATABASE ${db} OWNER ${quoteIdent(model.database.owner)} TEMPLATE ${quoteIdent(model.database.template)} ` +
-      // FILE_COPY: hundreds of clones of the template written through the WAL take far longer.
-      `CONNECTION LIMIT ${model.database.connectionLimit} STRATEGY FILE_COPY`,
-  );
-  for (const grant of model.grants.filter((g) => g.objectType === "database")) {
-    sql.push(
-      `REVOKE ALL PRIVILEGES ON DATABASE ${db} FROM ${grant.role === "public" ? "PUBLIC" : quoteIdent(grant.role)}`,
-    );
-    if (grant.privileges.length > 0) {
-      sql.push(
-        `GRANT ${grant.privileges.join(", ")} ON DATABASE ${db} TO ${quoteIdent(grant.role)}`,
-      );
-    }
-  }
-  return sql;
-}
-
-/** Grants inside a tenant database (app schema usage, DML for rw, SELECT for ro). */
-function inDatabaseSql(model: TenantModel): string[] {
-  const sql: string[] = [];
-  for (const g of model.grants.filter((x) => x.objectType !== "database")) {
-    const on =
-      g.objectType === "schema"
-        ? `SCHEMA ${quoteIdent(g.schema ?? "")}`
-        : `ALL ${g.objectType === "table" ? "TABLES" : "SEQUENCES"} IN SCHEMA ${quoteIdent(g.schema ?? "")}`;
-    sql.push(`GRANT ${g.privileges.join(", ")} ON ${on} TO ${quoteIdent(g.role)}`);
-  }
-  return sql;
-}
 
 export async function provisionSqlFleet(opts: SqlFleetOptions): Promise<SqlFleet> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-sql-fleet-"));
@@ -198,7 +145,7 @@ export async function provisionSqlFleet(opts: SqlFleetOptions): Promise<SqlFleet
               );
               auth.push({ user: model.names[kind], verifier: verifiers[kind] });
             }
-            for (const statement of tenantSql(model, verifiers, admin))
+            for (const statement of tenantSql(model, verifiers, (v) => admin.escapeLiteral(v)))
               await admin.query(statement);
             const login = (kind: "rw" | "ro"): Credentials => ({
               host: cluster.host,

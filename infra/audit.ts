@@ -10,7 +10,9 @@ import {
   RoleSpec,
   TenantModel,
   tenantsOnTier,
+  PUBLIC_GRANTEE,
 } from "./model";
+import { catalogGrantee } from "./modelSql";
 import { RESTORE_INFIX } from "./naming";
 
 /**
@@ -389,7 +391,7 @@ function databaseAclFindings(model: TenantModel, db: DatabaseRow, tier: string):
   // privileges aside.
   const expected = new Map<string, string[]>();
   for (const g of model.grants.filter((g) => g.objectType === "database")) {
-    expected.set(g.role === "public" ? "PUBLIC" : g.role, g.privileges);
+    expected.set(catalogGrantee(g.role), g.privileges);
   }
   const held = new Map<string, string[]>();
   for (const a of db.acl) {
@@ -400,7 +402,7 @@ function databaseAclFindings(model: TenantModel, db: DatabaseRow, tier: string):
     const extra = [...new Set(held.get(grantee))].filter((p) => !allowed.includes(p)).sort();
     // CONNECT and TEMPORARY for PUBLIC, and CONNECT for anyone else, keep the invariant names
     // reports have always used; any other extra privilege breaks `database-privileges`.
-    const isPublic = grantee === "PUBLIC";
+    const isPublic = grantee === catalogGrantee(PUBLIC_GRANTEE);
     const own = extra.filter((p) => p === "CONNECT" || (isPublic && p === "TEMPORARY"));
     const rest = extra.filter((p) => !own.includes(p));
     if (own.length > 0 && isPublic) {

@@ -27,6 +27,12 @@ export const LOGIN_SEQUENCE_PRIVILEGES: Record<LoginKind, readonly string[]> = {
   rw: ["SELECT", "UPDATE", "USAGE"],
   ro: ["SELECT"],
 };
+/**
+ * The grantee every role is implicitly a member of, as the model and the provider's `role`
+ * input name it (SQL text and the catalog say PUBLIC: infra/modelSql.ts).
+ */
+export const PUBLIC_GRANTEE = "public";
+
 /** What the group (and so both logins) holds on the database; PUBLIC holds nothing. */
 export const GROUP_DATABASE_PRIVILEGES = ["CONNECT"] as const;
 export const GROUP_SCHEMA_PRIVILEGES = ["USAGE"] as const;
@@ -159,7 +165,13 @@ export function buildTenantModel(tenant: Tenant, cfg: StackConfig): TenantModel 
   });
 
   const grants: GrantSpec[] = [
-    { key: "public-revoke", role: "public", database: db, objectType: "database", privileges: [] },
+    {
+      key: "public-revoke",
+      role: PUBLIC_GRANTEE,
+      database: db,
+      objectType: "database",
+      privileges: [],
+    },
     {
       key: "group-connect",
       role: names.group,

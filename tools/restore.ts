@@ -1,3 +1,4 @@
+import { databaseGrantsSql } from "../infra/modelSql";
 import { CONTAINMENT_SCHEMA, EMPTY_TEMPLATE } from "../infra/containment";
 import * as fs from "fs";
 import * as os from "os";
@@ -123,15 +124,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         );
         created = true;
         // Database-level ACLs are not in a dump: the model's database grants, on the new database.
-        for (const g of model.grants.filter((g) => g.objectType === "database")) {
-          const grantee = g.role === "public" ? "PUBLIC" : quoteIdent(g.role);
-          await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(name)} FROM ${grantee}`);
-          if (g.privileges.length > 0) {
-            await admin.query(
-              `GRANT ${g.privileges.join(", ")} ON DATABASE ${quoteIdent(name)} TO ${grantee}`,
-            );
-          }
-        }
+        for (const statement of databaseGrantsSql(model, name)) await admin.query(statement);
         // Large objects are restored as their owners' (ALTER LARGE OBJECT ... OWNER needs
         // membership of the owner): the tenant's roles only, granted for the restore alone.
         const owners = [...toc.matchAll(/^\d+; \d+ (\d+) BLOB - \d+ (\S+)$/gm)].map((m) => ({

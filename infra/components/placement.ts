@@ -1,7 +1,7 @@
 import * as postgresql from "@pulumi/postgresql";
 import * as pulumi from "@pulumi/pulumi";
 import { isCapabilityRole } from "../containment";
-import { CLUSTER_PRIVILEGES, TenantModel } from "../model";
+import { CLUSTER_PRIVILEGES, PUBLIC_GRANTEE, TenantModel } from "../model";
 import type { LoginKind, RoleKind } from "../naming";
 import { databaseOptions } from "../options";
 
@@ -85,7 +85,7 @@ export class TenantPlacement extends pulumi.ComponentResource {
       previous = new postgresql.Grant(
         `${name}-grant-${g.key}`,
         {
-          role: g.role === "public" ? "public" : roleOutput(roles, model, g.role),
+          role: g.role === PUBLIC_GRANTEE ? PUBLIC_GRANTEE : roleOutput(roles, model, g.role),
           database: this.database.name,
           schema: g.schema,
           objectType: g.objectType,

@@ -1,4 +1,5 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
+import { PUBLIC_GRANTEE } from "../../infra/model";
 import { TYPES } from "../tenancy";
 
 /**
@@ -13,7 +14,7 @@ export const noPublicGrants: ResourceValidationPolicy = {
   enforcementLevel: "mandatory",
   validateResource: (args, reportViolation) => {
     if (args.type !== TYPES.grant && args.type !== TYPES.defaultPrivileges) return;
-    if (String(args.props.role).toLowerCase() !== "public") return;
+    if (String(args.props.role).toLowerCase() !== PUBLIC_GRANTEE) return;
     const privileges = (args.props.privileges ?? []) as string[];
     if (privileges.length === 0) return;
     const where = `${args.props.objectType} in ${args.props.database}`;

@@ -1,5 +1,5 @@
 import type { PolicyConfigSchema, PolicyResource, StackValidationPolicy } from "@pulumi/policy";
-import { GROUP_DATABASE_PRIVILEGES } from "../../infra/model";
+import { GROUP_DATABASE_PRIVILEGES, PUBLIC_GRANTEE } from "../../infra/model";
 import { tenantNames } from "../../infra/naming";
 import { configOf, isTrue, known, NAME_PREFIX_SCHEMA, tenantOfName, TYPES } from "../tenancy";
 
@@ -56,7 +56,7 @@ export const tenantDatabaseAcl: StackValidationPolicy = {
       const privilegesOf = (g: PolicyResource) =>
         ((known(() => g.props.privileges) ?? []) as string[]).map((p) => p.toUpperCase());
 
-      if (!grants.some((g) => roleOf(g) === "public" && privilegesOf(g).length === 0)) {
+      if (!grants.some((g) => roleOf(g) === PUBLIC_GRANTEE && privilegesOf(g).length === 0)) {
         reportViolation(
           `Tenant database ${name} must revoke PUBLIC's privileges (a Grant to public on the database with privileges: []).`,
           db.urn,

@@ -3,6 +3,7 @@ import type {
   ResourceValidationArgs,
   ResourceValidationPolicy,
 } from "@pulumi/policy";
+import { PUBLIC_GRANTEE } from "../../infra/model";
 import { tenantNames } from "../../infra/naming";
 import {
   configOf,
@@ -123,7 +124,7 @@ function identityViolations(
       // role is already reported as a reference below.
       const grantee = String(value("role"));
       const foreign =
-        grantee !== "public" &&
+        grantee !== PUBLIC_GRANTEE &&
         !roles.includes(grantee) &&
         tenantOfName(namePrefix, grantee) === undefined;
       if (isKnown(() => props.role) && foreign) {

@@ -13,11 +13,11 @@ import {
   TenantSummaryView,
 } from "../../client";
 import { parseStackConfig } from "../../infra/config";
+import { tenantSql } from "../../infra/modelSql";
 import { FIRST_TEMPLATE_SQL } from "../../tools/lib/migrations/files";
 import { renderHba } from "../../infra/hba";
 import { loadManifest } from "../../infra/manifest";
-import { buildTenantModel, TenantModel } from "../../infra/model";
-import { quoteIdent } from "../../infra/sql";
+import { buildTenantModel } from "../../infra/model";
 import { RunningCluster, startCluster } from "../../tools/cluster";
 import { manifestContext } from "../../tools/stack";
 import { freePort, PROVISIONER, TEMPLATE, writeTenantFiles } from "../../harness/fleet";
@@ -101,7 +101,8 @@ beforeAll(async () => {
             rw: randomBytes(24).toString("base64url"),
             ro: randomBytes(24).toString("base64url"),
           };
-          for (const statement of tenantSql(model, passwords, admin)) await admin.query(statement);
+          for (const statement of tenantSql(model, passwords, (v) => admin.escapeLiteral(v)))
+            await admin.query(statement);
           tenants[model.id] = {
             cluster: model.tier,
             host: cluster.host,
@@ -138,40 +139,6 @@ afterAll(async () => {
   await cluster?.stop();
   if (root !== undefined) fs.rmSync(root, { recursive: true, force: true });
 });
-
-/** The SQL of a tenant's roles, database and database grants, as the model declares them. */
-function tenantSql(model: TenantModel, passwords: { rw: string; ro: string }, c: Client): string[] {
-  const sql: string[] = [];
-  for (const role of model.roles) {
-    const password =
-      role.kind === "rw" || role.kind === "ro"
-        ? ` PASSWORD ${c.escapeLiteral(passwords[role.kind])}`
-        : "";
-    const inRole =
-      role.memberOf.length > 0 ? ` IN ROLE ${role.memberOf.map(quoteIdent).join(", ")}` : "";
-    sql.push(
-      `CREATE ROLE ${quoteIdent(role.name)} WITH ${role.login ? "LOGIN" : "NOLOGIN"} NOSUPERUSER NOCREATEDB NOCREATEROLE ` +
-        `NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${role.connectionLimit}${password}${inRole}`,
-    );
-  }
-  const db = quoteIdent(model.database.name);
-  sql.push(
-    `CREATE DATABASE ${db} OWNER ${quoteIdent(model.database.owner)} TEMPLATE ${quoteIdent(model.database.template)} ` +
-      // FILE_COPY: 200 clones of the template written through the WAL would take far longer.
-      `CONNECTION LIMIT ${model.database.connectionLimit} STRATEGY FILE_COPY`,
-  );
-  for (const grant of model.grants.filter((g) => g.objectType === "database")) {
-    sql.push(
-      `REVOKE ALL PRIVILEGES ON DATABASE ${db} FROM ${grant.role === "public" ? "PUBLIC" : quoteIdent(grant.role)}`,
-    );
-    if (grant.privileges.length > 0) {
-      sql.push(
-        `GRANT ${grant.privileges.join(", ")} ON DATABASE ${db} TO ${quoteIdent(grant.role)}`,
-      );
-    }
-  }
-  return sql;
-}
 
 let appSeq = 0;
 function connector(maxConnectionsPerTenant: number): { tc: TenantConnector; app: string } {
