@@ -161,13 +161,25 @@ function changed(run: EngineRun): string[] {
     const ok = await fleet.engine!.preview(withPack);
     expect(ok.output).toMatch(/Policies:/);
     expect(ok.output).not.toMatch(/mandatory/);
+    // The manifest allows up to 1000 per login; this pack's configuration allows 50, so the
+    // limit the engine's policy host enforces is the configured one.
+    const strict = path.join(fleet.root, "policy-config-strict.json");
+    fs.writeFileSync(
+      strict,
+      JSON.stringify({
+        "cluster-provider-settings": { localStacks: [FLEET_STACK] },
+        "login-role-limits": { maxConnectionLimit: 50 },
+      }),
+    );
     writeTenantFiles(fleet.tenantsDir, [
       ...manifest,
-      { id: "bigco", tier: "standard", limits: { connectionLimit: 5000 } },
+      { id: "bigco", tier: "standard", limits: { connectionLimit: 60 } },
     ]);
     try {
-      await expect(fleet.engine!.preview(withPack)).rejects.toThrow(
-        /login-role-limits[\s\S]*Login role tenant_bigco_ro must have a connection limit from 1 to 1000 \(has 5000\)/,
+      await expect(
+        fleet.engine!.preview({ policyPacks: [pack], policyPackConfigs: [strict] }),
+      ).rejects.toThrow(
+        /login-role-limits[\s\S]*Login role tenant_bigco_ro must have a connection limit from 1 to 50 \(has 60\)/,
       );
     } finally {
       writeTenantFiles(fleet.tenantsDir, manifest);

@@ -59,6 +59,8 @@ const S = ["--stack", FLEET_STACK];
       tenants: manifest,
       pgVersion: 15,
       deploy: "engine",
+      // Four tenants end on premium, 40 connections each (two logins of 20): within the budget.
+      server: { maxConnections: 200 },
     });
     writeStackFile(fleet);
     await seed("acme", 30);

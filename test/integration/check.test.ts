@@ -107,7 +107,7 @@ describe("npm run check", () => {
     // One row per tenant of the stack's shard, each with its cluster, names and KMS alias.
     const count = Number(/^(\d+) tenant\(s\)/.exec(lines[2])?.[1]);
     const rows = lines.filter((l) =>
-      /^\| (\w+) \([^|]+\) \| active \| (standard|premium) \(\2\.db\.internal\.example\.com:5432\) \| `tenant_\1` \| `tenant_\1`, `tenant_\1_owner`, `tenant_\1_rw`, `tenant_\1_ro` \| `alias\/pg-tenants\/production\/\1` \|$/.test(
+      /^\| (\w+) \\\([^|]+\\\) \| active \| (standard|premium) \\\(\2\.db\.internal\.example\.com:5432\\\) \| `tenant_\1` \| `tenant_\1`, `tenant_\1_owner`, `tenant_\1_rw`, `tenant_\1_ro` \| `alias\/pg-tenants\/production\/\1` \|$/.test(
         l,
       ),
     );
