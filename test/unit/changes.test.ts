@@ -108,3 +108,40 @@ describe("diffManifests", () => {
     );
   });
 });
+
+describe("diffManifests: editing tier alone", () => {
+  /** Tenant acme's file on `tier`, with `extra` YAML after. */
+  const acmeOn = (tier: string, extra = "") =>
+    file("acme", `displayName: Tenant acme\ntier: ${tier}\n${extra}`);
+
+  it("is refused by the check unless the base declared that move", () => {
+    const alone = diffManifests(entries(acmeOn("standard")), entries(acmeOn("premium")));
+    assert.deepEqual(alone.violations, [
+      {
+        rule: "tier-changed-only-by-move",
+        tenant: "acme",
+        file: "tenants/acme.yaml",
+        message:
+          'tenants/acme.yaml changes tier from standard to premium without a declared move; editing tier alone would leave tenant acme\'s data on standard and point it at an empty database on premium. To move it: set "move: { to: premium }" (keep tier: standard), merge and deploy (pulumi up provisions the target), then run npm run move -- acme, which copies and verifies the data and sets tier: premium itself.',
+      },
+    ]);
+    const declared = diffManifests(
+      entries(acmeOn("standard", "move:\n  to: premium\n")),
+      entries(acmeOn("premium")),
+    );
+    assert.deepEqual(declared.violations, []);
+    const elsewhere = diffManifests(
+      entries(acmeOn("standard", "move:\n  to: premium\n")),
+      entries(acmeOn("gold")),
+    );
+    assert.deepEqual(
+      elsewhere.violations.map((v) => v.rule),
+      ["tier-changed-only-by-move"],
+    );
+    const declaring = diffManifests(
+      entries(acmeOn("standard")),
+      entries(acmeOn("standard", "move:\n  to: premium\n")),
+    );
+    assert.deepEqual(declaring.violations, []);
+  });
+});

@@ -1,8 +1,20 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, expect, it } from "@jest/globals";
 import { cliArgs, ROOT } from "../../harness/tool";
-import { readCommandArgs, UsageError } from "../../tools/lib/cli";
+import {
+  CommandError,
+  CommandIo,
+  ensureParent,
+  findTenant,
+  loadContext,
+  readCommandArgs,
+  UsageError,
+} from "../../tools/lib/cli";
+import { main as offboard } from "../../tools/offboard";
 import { COMMANDS, usageLine } from "../../tools/commands";
 
 /** `pg-tenants <args>` as a user runs it, without a terminal. */
@@ -130,5 +142,89 @@ describe("the command table", () => {
         `Unknown option '--force'. To specify a positional argument starting with a '-', place it at the end of the command after '--', as in '-- "--force"${usage}`,
       ),
     );
+  });
+});
+
+describe("day-two commands act on their stack's shard only", () => {
+  const root = process.cwd();
+  const refusal = (stack: string, id: string) => {
+    try {
+      findTenant(loadContext(stack, root), id);
+    } catch (e) {
+      assert.ok(e instanceof CommandError, String(e));
+      return e.message;
+    }
+    return undefined;
+  };
+
+  it("finds a tenant of the stack's shard, and every tenant on an unsharded stack", () => {
+    assert.equal(findTenant(loadContext("production-1", root), "acme").model.id, "acme");
+    assert.equal(findTenant(loadContext("production", root), "globex").model.id, "globex");
+    for (const id of ["acme", "globex", "initech"])
+      assert.equal(findTenant(loadContext("local", root), id).model.id, id);
+  });
+
+  it("refuses a tenant of another shard, naming the stack that declares it", () => {
+    assert.equal(
+      refusal("production", "acme"),
+      "tenant acme is not in stack production's shard: stack production-1 declares it; run the command with --stack production-1",
+    );
+    assert.equal(
+      refusal("production-1", "globex"),
+      "tenant globex is not in stack production-1's shard: stack production declares it; run the command with --stack production",
+    );
+  });
+
+  it("says so when no stack of the deployment declares the tenant", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-shard-"));
+    try {
+      fs.mkdirSync(path.join(dir, "stacks"));
+      fs.copyFileSync(
+        path.join(root, "stacks", "Pulumi.production-1.yaml"),
+        path.join(dir, "stacks", "Pulumi.production-1.yaml"),
+      );
+      fs.cpSync(path.join(root, "tenants"), path.join(dir, "tenants"), { recursive: true });
+      assert.throws(
+        () => findTenant(loadContext("production-1", dir), "initech"),
+        new CommandError(
+          "tenant initech is not in stack production-1's shard: no stack of this deployment declares it",
+        ),
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a purge on the wrong stack stops there and prints no state delete for it", async () => {
+    const lines: string[] = [];
+    const errors: string[] = [];
+    const io: CommandIo = {
+      root,
+      out: (l) => lines.push(l),
+      err: (l) => errors.push(l),
+      env: {},
+      now: () => new Date("2030-01-01T00:00:00Z"),
+    };
+    assert.equal(
+      await offboard(["globex", "--stack", "production-1", "--purge", "--confirm", "globex"], io),
+      1,
+    );
+    assert.deepEqual(lines, []);
+    assert.deepEqual(errors, [
+      "error: tenant globex is not in stack production-1's shard: stack production declares it; run the command with --stack production",
+    ]);
+  });
+});
+
+describe("backup folders", () => {
+  it("are created readable by their owner only", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-parent-"));
+    try {
+      ensureParent(path.join(dir, "backups", "acme", "acme.dump"));
+      assert.equal(fs.statSync(path.join(dir, "backups")).mode & 0o777, 0o700);
+      assert.equal(fs.statSync(path.join(dir, "backups", "acme")).mode & 0o777, 0o700);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -168,3 +168,26 @@ describe("parseStackConfig", () => {
     });
   }
 });
+
+describe("stack config: retentionDays", () => {
+  it("defaults to 30 days and accepts 0", () => {
+    assert.equal(parseStackConfig("local", base()).retentionDays, 30);
+    assert.equal(parseStackConfig("local", { ...base(), retentionDays: 0 }).retentionDays, 0);
+  });
+  it("refuses a negative or fractional period", () => {
+    for (const [value, message] of [
+      [-1, "must be 0 or more days"],
+      [1.5, "must be a whole number of days"],
+      ["30", "must be a number"],
+    ] as const) {
+      assert.throws(
+        () => parseStackConfig("local", { ...base(), retentionDays: value }),
+        (e: unknown) =>
+          e instanceof InputError &&
+          e.issues.length === 1 &&
+          e.issues[0].field === "pg-tenants:retentionDays" &&
+          e.issues[0].message === message,
+      );
+    }
+  });
+});

@@ -236,3 +236,76 @@ describe("parseManifest", () => {
     );
   });
 });
+
+describe("manifest: offboarding and moves", () => {
+  it("accepts an offboarded tenant with its date and a declared move", () => {
+    const [a, b] = parseManifest(
+      [
+        tenantFile("acme", "state: offboarded\noffboardedAt: 2026-11-01\n"),
+        tenantFile("globex", "move:\n  to: premium\n"),
+      ],
+      ctx,
+    );
+    assert.equal(a.state, "offboarded");
+    assert.equal(a.offboardedAt, "2026-11-01");
+    assert.deepEqual(b.move, { to: "premium" });
+  });
+
+  const cases: [string, string, string[]][] = [
+    [
+      "offboarded without a date",
+      "state: offboarded\n",
+      [
+        "tenants/acme.yaml: offboardedAt: is required with state: offboarded (the day retention starts, YYYY-MM-DD)",
+      ],
+    ],
+    [
+      "a date while active",
+      "offboardedAt: 2026-11-01\n",
+      ["tenants/acme.yaml: offboardedAt: is only allowed with state: offboarded"],
+    ],
+    [
+      "a date that is no calendar day",
+      "state: offboarded\noffboardedAt: 2026-02-30\n",
+      ["tenants/acme.yaml: offboardedAt: is not a calendar day (YYYY-MM-DD)"],
+    ],
+    [
+      "a date in another format",
+      "state: offboarded\noffboardedAt: 01/11/2026\n",
+      ["tenants/acme.yaml: offboardedAt: must be a date YYYY-MM-DD"],
+    ],
+    [
+      "an unknown state",
+      "state: archived\n",
+      ["tenants/acme.yaml: state: must be one of active, offboarded"],
+    ],
+    [
+      "a move to the same tier",
+      "move:\n  to: standard\n",
+      [
+        "tenants/acme.yaml: move.to: is the tenant's tier already (standard); name another tier or remove move",
+      ],
+    ],
+    [
+      "a move to an unknown tier",
+      "move:\n  to: gold\n",
+      ['tenants/acme.yaml: move.to: unknown tier "gold"; the stack has: standard, premium'],
+    ],
+    ["a move without a target", "move: {}\n", ["tenants/acme.yaml: move.to: is required"]],
+    [
+      "an unknown field in move",
+      "move:\n  to: premium\n  at: now\n",
+      ["tenants/acme.yaml: move.at: unknown field; allowed: to"],
+    ],
+    [
+      "a move of an offboarded tenant",
+      "state: offboarded\noffboardedAt: 2026-11-01\nmove:\n  to: premium\n",
+      ["tenants/acme.yaml: move: an offboarded tenant cannot move; remove move"],
+    ],
+  ];
+  for (const [what, extra, expected] of cases) {
+    it(`refuses ${what} with a located message`, () => {
+      assert.deepEqual(problems([tenantFile("acme", extra)]), expected);
+    });
+  }
+});
