@@ -27,8 +27,8 @@ function notAvailable(title: string, reason: string): string {
   return `### ${title}\n\nnot available: ${reason}\n`;
 }
 
-function tool(name: string): string | undefined {
-  const file = path.join(ROOT, "tools", `${name}.ts`);
+function tool(...parts: string[]): string | undefined {
+  const file = path.join(ROOT, "tools", ...parts);
   return fs.existsSync(file) ? file : undefined;
 }
 
@@ -40,7 +40,7 @@ export async function runProvisioning(opts: Options): Promise<Section> {
       markdown: notAvailable(title, "the integration harness harness/fleet.ts does not exist"),
     };
   }
-  const auditFile = tool("audit");
+  const auditFile = tool("audit", "index.ts");
   const wantAudit = opts.only.has("audit") && auditFile !== undefined;
   const job: ProvisionJob = {
     tenants: opts.quick ? 10 : 50,
@@ -104,7 +104,7 @@ export async function runProvisioning(opts: Options): Promise<Section> {
   lines.push("");
   if (opts.only.has("audit")) {
     if (auditFile === undefined) {
-      lines.push(notAvailable("Audit of one cluster", "tools/audit.ts does not exist"));
+      lines.push(notAvailable("Audit of one cluster", "tools/audit/index.ts does not exist"));
     } else if (p.audit === undefined) {
       lines.push(
         notAvailable("Audit of one cluster", "the provisioning run did not reach the audit"),

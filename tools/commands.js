@@ -151,7 +151,7 @@ const COMMANDS = [
           "the stack's credentials output as JSON (pulumi stack output --json --show-secrets credentials): each active login also authenticates with its own",
       },
     },
-    module: "tools/audit.ts",
+    module: "tools/audit/index.ts",
   },
   {
     name: "migrate",

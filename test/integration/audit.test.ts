@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
-import type { AuditReport, Finding } from "../../infra/audit";
+import type { AuditReport, Finding } from "../../tools/audit";
 import { main } from "../../tools/audit";
 import { cliArgs } from "../../harness/tool";
 import { captureIo, passwordEnv, writeStackFile } from "../../harness/dayTwo";
@@ -221,7 +221,7 @@ describe("npm run audit against a provisioned fleet", () => {
           invariant: "database-privileges",
           message: "PUBLIC holds CREATE on database tenant_initech; the model grants it nothing",
         },
-        // The schema differs from the template too (tools/lib/migrations/audit.ts).
+        // The schema differs from the template too (tools/audit/migrations.ts).
         {
           tier: "standard",
           tenant: "acme",

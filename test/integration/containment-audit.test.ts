@@ -3,11 +3,10 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
 import { LocalOutputsCredentials } from "../../client/credentials";
-import type { Finding } from "../../infra/audit";
-import { CONTAINMENT_INVARIANTS } from "../../infra/containmentAudit";
+import type { Finding } from "../../tools/audit";
 import { captureIo, writeStackFile } from "../../harness/dayTwo";
 import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
-import { auditStack, main as audit } from "../../tools/audit";
+import { auditStack, CONTAINMENT_INVARIANTS, main as audit } from "../../tools/audit";
 import { loadContext } from "../../tools/lib/cli";
 
 /**

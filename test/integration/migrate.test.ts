@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Client } from "pg";
-import type { AuditReport } from "../../infra/audit";
+import type { AuditReport } from "../../tools/audit";
 import { main as audit } from "../../tools/audit";
 import { main as migrate } from "../../tools/migrate";
 import { MIGRATIONS_DIR } from "../../tools/lib/migrations/files";

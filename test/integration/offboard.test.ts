@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Client } from "pg";
-import type { AuditReport } from "../../infra/audit";
+import type { AuditReport } from "../../tools/audit";
 import { main as audit } from "../../tools/audit";
 import { main as offboard } from "../../tools/offboard";
 import { main as restore } from "../../tools/restore";

@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "@jest/globals";
-import {
-  AclEntry,
-  auditFleet,
-  ClusterSnapshot,
-  Finding,
-  ObjectAcl,
-  renderReport,
-  SchemaRow,
-  summarize,
-} from "../../infra/audit";
+import { auditFleet } from "../../tools/audit/fleet";
+import type { Finding } from "../../tools/audit/invariants";
+import { renderReport, summarize } from "../../tools/audit/report";
+import type { AclEntry, ClusterSnapshot, ObjectAcl, SchemaRow } from "../../tools/audit/snapshot";
 import { parseStackConfig, StackConfig } from "../../infra/config";
 import type { Tenant } from "../../infra/manifest";
 import { buildFleetModel, FleetModel, TenantModel } from "../../infra/model";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@jest/globals";
 import { parseStackConfig } from "../../infra/config";
-import { containmentFindings, ContainmentSnapshot, normalise } from "../../infra/containmentAudit";
+import { containmentFindings, ContainmentSnapshot, normalise } from "../../tools/audit/containment";
 import { buildFleetModel } from "../../infra/model";
 import { readStackFile } from "../../tools/stack";
 

@@ -1,12 +1,12 @@
 import * as path from "path";
-import { Finding, INVARIANTS } from "../../../infra/audit";
-import type { CommandIo, StackContext } from "../cli";
-import { clusterTarget } from "../pg";
-import { checkFleet, TenantTarget } from "./fleet";
-import { loadMigrations, MIGRATIONS_DIR, stackTemplate } from "./files";
-import { DEFAULT_LIMITS } from "./runner";
-import { buildFleetModel } from "../../../infra/model";
-import { tenantsOfShard } from "../../../infra/shards";
+import type { CommandIo, StackContext } from "../lib/cli";
+import { clusterTarget } from "../lib/pg";
+import { checkFleet, TenantTarget } from "../lib/migrations/fleet";
+import { loadMigrations, MIGRATIONS_DIR, stackTemplate } from "../lib/migrations/files";
+import { DEFAULT_LIMITS } from "../lib/migrations/runner";
+import { buildFleetModel } from "../../infra/model";
+import { tenantsOfShard } from "../../infra/shards";
+import { Finding, INVARIANTS } from "./invariants";
 
 /**
  * The audit's migration findings: per tenant, its history (owned by the provisioning role, no

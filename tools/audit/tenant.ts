@@ -1,154 +1,33 @@
-import { CONTAINMENT_SCHEMA, EMPTY_TEMPLATE } from "./containment";
-import { CONTAINMENT_INVARIANTS } from "./containmentAudit";
-import { HISTORY_SCHEMA, parseTemplate, templateName } from "./templates";
-import type { StackConfig } from "./config";
+import { CONTAINMENT_SCHEMA } from "../../infra/containment";
+import { HISTORY_SCHEMA } from "../../infra/templates";
 import {
   CLUSTER_PRIVILEGES,
   ClusterFlag,
-  FleetModel,
   GrantSpec,
   RoleSpec,
   TenantModel,
-  tenantsOnTier,
   PUBLIC_GRANTEE,
-} from "./model";
-import { catalogGrantee } from "./modelSql";
-import { RESTORE_INFIX } from "./naming";
+} from "../../infra/model";
+import { catalogGrantee } from "../../infra/modelSql";
+import { Finding, Invariant, INVARIANTS } from "./invariants";
+import {
+  ClusterSnapshot,
+  DatabaseContents,
+  DatabaseRow,
+  HbaRule,
+  ObjectAcl,
+  RoleRow,
+} from "./snapshot";
 
 /**
- * The live isolation audit, as a pure function: a read-only snapshot of each cluster's catalog
- * (tools/lib/catalog.ts takes it) compared with the isolation model (infra/model.ts). Every
- * expectation comes from the model; nothing here restates who may do what.
+ * The invariants of one tenant on one cluster, as pure comparisons of the cluster's snapshot
+ * (tools/audit/snapshot.ts) with the tenant's model: its roles, its database, what is inside the
+ * database, and its pg_hba lines.
  */
 
-/** One privilege of one grantee, as `aclexplode` lists it; `PUBLIC` for the pseudo-role. */
-export interface AclEntry {
-  grantee: string;
-  privilege: string;
-}
-
-/** A role as the audit reads it: its cluster-privilege flags (ClusterFlag) and the rest. */
-export type RoleRow = Record<ClusterFlag, boolean> & {
-  name: string;
-  login: boolean;
-  connectionLimit: number;
-  /** `pg_roles.rolconfig`, e.g. `statement_timeout=30000`. */
-  config: string[];
-};
-
-export interface DatabaseRow {
-  name: string;
-  owner: string;
-  allowConnections: boolean;
-  isTemplate: boolean;
-  connectionLimit: number;
-  /** Explicit or default ACL, exploded (the owner's implicit privileges included). */
-  acl: AclEntry[];
-}
-
-/** `member` belongs to `role` (pg_auth_members). */
-export interface MembershipRow {
-  role: string;
-  member: string;
-}
-
-/** A rule of pg_hba_file_rules. */
-export interface HbaRule {
-  line: number;
-  type: string;
-  databases: string[];
-  users: string[];
-  method: string | null;
-  error: string | null;
-}
-
-/** A privilege on an object in one of the app schemas of a tenant database. */
-export interface ObjectAcl extends AclEntry {
-  kind: "schema" | "table" | "sequence";
-  schema: string;
-  name: string;
-}
-
-/** A schema of a tenant database and the roles holding CREATE on it (`PUBLIC` included). */
-export interface SchemaRow {
-  name: string;
-  creators: string[];
-}
-
-/** What the audit reads inside one tenant database. */
-export interface DatabaseContents {
-  extensions: string[];
-  /** Every schema but PostgreSQL's own (`pg_*`, `information_schema`). */
-  schemas: SchemaRow[];
-  objects: ObjectAcl[];
-}
-
-export interface ClusterSnapshot {
-  tier: string;
-  serverVersion: string;
-  roles: RoleRow[];
-  databases: DatabaseRow[];
-  memberships: MembershipRow[];
-  /** `unreadable` where the provisioning role may not read pg_hba_file_rules (not a superuser). */
-  hba: HbaRule[] | "unreadable";
-  /** Per tenant database inspected: its contents, or why it could not be read. */
-  contents: Record<string, DatabaseContents | { error: string }>;
-}
-
-export type Severity = "violation" | "notice";
-
-/** Stable names of the invariants, as reports and tests refer to them. */
-export const INVARIANTS = {
-  databaseExists: "database-exists",
-  databaseOwner: "database-owner",
-  databaseAllowConnections: "database-allow-connections",
-  publicNoConnect: "public-no-connect-or-temp",
-  connectOnlyGroup: "connect-only-for-group",
-  databasePrivileges: "database-privileges",
-  roleExists: "role-exists",
-  roleAttributes: "role-attributes",
-  roleLogin: "role-login",
-  connectionLimit: "connection-limit",
-  statementTimeout: "statement-timeout",
-  membership: "membership",
-  extension: "extension",
-  objectPrivileges: "object-privileges",
-  unexpectedSchema: "unexpected-schema",
-  databaseReadable: "database-readable",
-  hba: "pg-hba",
-  hbaReadable: "pg-hba-readable",
-  noTenantSuperuser: "no-tenant-cluster-privileges",
-  maintenancePublicConnect: "maintenance-db-no-public-connect",
-  templateClosed: "template-accepts-no-connections",
-  orphanDatabase: "orphan-database",
-  orphanRole: "orphan-role",
-  retained: "retained-database",
-  /** Template versions besides the stack's (tools/lib/migrations/templates.ts). */
-  templateVersion: "template-version",
-  /** A tenant's schema against its template's at the same version (migrate --check). */
-  schemaDrift: "schema-drift",
-  /** A tenant's migration history: owned by the provisioning role, no grants, files unchanged. */
-  migrationHistory: "migration-history",
-  /** A tenant behind the stack's template version: migrate has not reached it yet. */
-  migrationPending: "migration-pending",
-  /** What tenants share: infra/containmentAudit.ts. */
-  ...CONTAINMENT_INVARIANTS,
-} as const;
-export type Invariant = (typeof INVARIANTS)[keyof typeof INVARIANTS];
-
-export interface Finding {
-  severity: Severity;
-  tier: string;
-  /** The tenant concerned; absent for cluster-wide findings. */
-  tenant?: string;
-  invariant: Invariant;
-  message: string;
-}
-
 /** The catalog flags of the model's forbidden cluster privileges (`rolsuper` read as `superuser`, ...). */
-const CLUSTER_FLAGS = CLUSTER_PRIVILEGES.map((p) => p.keyword.toLowerCase() as ClusterFlag);
-const MAINTENANCE_DATABASES = ["postgres", "template1"];
-const ALWAYS_PRESENT_DATABASES = ["postgres", "template0", "template1"];
+export const CLUSTER_FLAGS = CLUSTER_PRIVILEGES.map((p) => p.keyword.toLowerCase() as ClusterFlag);
+
 /** The schema every database starts with; the template keeps it, closed to CREATE. */
 const DEFAULT_SCHEMA = "public";
 
@@ -186,31 +65,9 @@ function indexOf(snap: ClusterSnapshot): SnapshotIndex {
   return idx;
 }
 
-/**
- * Compares every cluster's snapshot with the fleet model. Findings are sorted by tier, tenant,
- * invariant; a violation makes the audit fail, a notice is reported only.
- */
-export function auditFleet(
-  cfg: StackConfig,
-  fleet: FleetModel,
-  snapshots: readonly ClusterSnapshot[],
-): Finding[] {
-  const findings: Finding[] = [];
-  for (const snap of snapshots) {
-    // Snapshots may have changed since an earlier audit of them (tests tamper with them).
-    indexes.delete(snap);
-    const expected = tenantsOnTier(fleet, snap.tier);
-    const provisioner = cfg.clusters[snap.tier].username;
-    for (const model of expected) findings.push(...auditTenant(model, snap, provisioner));
-    findings.push(...auditCluster(cfg, fleet, snap, expected));
-  }
-  return findings.sort(
-    (a, b) =>
-      a.tier.localeCompare(b.tier) ||
-      (a.tenant ?? "").localeCompare(b.tenant ?? "") ||
-      a.invariant.localeCompare(b.invariant) ||
-      a.message.localeCompare(b.message),
-  );
+/** Drops the lookups built for a snapshot: it may have changed since an earlier audit of it. */
+export function forgetIndex(snap: ClusterSnapshot): void {
+  indexes.delete(snap);
 }
 
 /** The invariants of one tenant on one cluster. */
@@ -557,266 +414,4 @@ function hbaTenantFindings(model: TenantModel, rules: readonly HbaRule[], tier: 
     );
   }
   return out;
-}
-
-/** Cluster-wide invariants and what no manifest entry explains. */
-export function auditCluster(
-  cfg: StackConfig,
-  fleet: FleetModel,
-  snap: ClusterSnapshot,
-  expected: readonly TenantModel[],
-): Finding[] {
-  const out: Finding[] = [];
-  const push = (severity: Severity, invariant: Invariant, message: string, tenant?: string) =>
-    out.push({
-      severity,
-      tier: snap.tier,
-      invariant,
-      message,
-      ...(tenant !== undefined ? { tenant } : {}),
-    });
-  const cluster = cfg.clusters[snap.tier];
-
-  // No role named like a tenant's holds a cluster privilege, known tenant or not.
-  const expectedRoles = new Set(expected.flatMap((m) => m.roles.map((r) => r.name)));
-  for (const role of snap.roles.filter((r) => r.name.startsWith(cfg.namePrefix))) {
-    const held = CLUSTER_FLAGS.filter((p) => role[p]);
-    if (held.length > 0 && !expectedRoles.has(role.name)) {
-      push(
-        "violation",
-        INVARIANTS.noTenantSuperuser,
-        `role ${role.name} has cluster privileges: ${held.join(", ")}`,
-      );
-    }
-  }
-
-  for (const name of MAINTENANCE_DATABASES) {
-    const db = snap.databases.find((d) => d.name === name);
-    const held = db?.acl.filter((a) => a.grantee === "PUBLIC" && a.privilege === "CONNECT") ?? [];
-    if (held.length > 0)
-      push(
-        "violation",
-        INVARIANTS.maintenancePublicConnect,
-        `PUBLIC may connect to database ${name}`,
-      );
-  }
-
-  const template = snap.databases.find((d) => d.name === cfg.template);
-  if (template === undefined) {
-    push(
-      "violation",
-      INVARIANTS.templateClosed,
-      `template database ${cfg.template} does not exist`,
-    );
-  } else {
-    if (template.allowConnections)
-      push("violation", INVARIANTS.templateClosed, `template ${cfg.template} accepts connections`);
-    if (!template.isTemplate)
-      push(
-        "violation",
-        INVARIANTS.templateClosed,
-        `database ${cfg.template} is not marked IS_TEMPLATE`,
-      );
-  }
-
-  // Other versions of the stack's template: kept until no stack names them, never open.
-  const versions = otherTemplateVersions(cfg.template, snap.databases);
-  for (const db of versions) {
-    const v = parseTemplate(db.name)!.version;
-    const current = parseTemplate(cfg.template)!.version;
-    push(
-      "notice",
-      INVARIANTS.templateVersion,
-      v < current
-        ? `template ${db.name} is superseded by ${cfg.template}: drop it once no stack names it`
-        : `template ${db.name} is newer than this stack's ${cfg.template} (another stack names it, or migrate built it ahead)`,
-    );
-    if (db.allowConnections || !db.isTemplate)
-      push(
-        "violation",
-        INVARIANTS.templateClosed,
-        `template ${db.name} ${db.allowConnections ? "accepts connections" : "is not marked IS_TEMPLATE"}`,
-      );
-  }
-
-  // Orphans. A database of a tenant placed on another tier, closed to connections, is the
-  // retained source of a completed move; a restore database awaits a swap: both are notices.
-  const expectedIds = new Set(expected.map((m) => m.id));
-  const elsewhere = new Map(
-    fleet.tenants.filter((m) => !expectedIds.has(m.id)).map((m) => [m.names.database, m]),
-  );
-  const known = new Set([
-    ...ALWAYS_PRESENT_DATABASES,
-    cfg.template,
-    ...versions.map((d) => d.name),
-    EMPTY_TEMPLATE,
-    cluster.database,
-    ...expected.map((m) => m.database.name),
-  ]);
-  const byDatabase = new Map(expected.map((m) => [m.database.name, m]));
-  for (const db of snap.databases) {
-    if (known.has(db.name)) continue;
-    const moved = elsewhere.get(db.name);
-    const restoreOf = restoreBase(db.name);
-    const restoreTenant = restoreOf === undefined ? undefined : byDatabase.get(restoreOf);
-    if (moved !== undefined && !db.allowConnections) {
-      push(
-        "notice",
-        INVARIANTS.retained,
-        `database ${db.name} is retained here (connections disallowed) after the tenant moved to ${moved.tier}; remove it when no longer needed`,
-        moved.id,
-      );
-    } else if (restoreTenant !== undefined) {
-      push(
-        "notice",
-        INVARIANTS.retained,
-        `restore database ${db.name} awaits a swap or removal`,
-        restoreTenant.id,
-      );
-    } else {
-      push(
-        "violation",
-        INVARIANTS.orphanDatabase,
-        `database ${db.name} is not explained by any tenant of the manifest`,
-      );
-    }
-  }
-
-  const retainedTenants = new Set(
-    snap.databases
-      .filter((d) => elsewhere.has(d.name) && !d.allowConnections)
-      .map((d) => elsewhere.get(d.name)!.id),
-  );
-  const retainedRoles = new Map<string, string>();
-  for (const m of fleet.tenants.filter((t) => retainedTenants.has(t.id))) {
-    for (const r of m.roles) retainedRoles.set(r.name, m.id);
-  }
-  for (const role of snap.roles.filter(
-    (r) => r.name.startsWith(cfg.namePrefix) && !expectedRoles.has(r.name),
-  )) {
-    const owner = retainedRoles.get(role.name);
-    if (owner !== undefined && !role.login) continue;
-    push(
-      "violation",
-      INVARIANTS.orphanRole,
-      `role ${role.name} is not explained by any tenant of the manifest`,
-    );
-  }
-
-  if (snap.hba === "unreadable") {
-    push(
-      "notice",
-      INVARIANTS.hbaReadable,
-      `pg_hba_file_rules is not readable by ${cluster.username}; pg_hba rules not checked (CONNECT privileges carry the isolation alone where pg_hba is not managed)`,
-    );
-  } else {
-    const admins = new Set([cluster.username, ...cfg.hba.adminUsers]);
-    for (const rule of snap.hba) {
-      if (rule.error !== null) {
-        push("violation", INVARIANTS.hba, `pg_hba line ${rule.line} does not parse: ${rule.error}`);
-        continue;
-      }
-      if (rule.method === "reject" || !rule.databases.includes("all")) continue;
-      const open = rule.users.filter((u) => !admins.has(u));
-      if (open.length > 0) {
-        push(
-          "violation",
-          INVARIANTS.hba,
-          `pg_hba line ${rule.line} admits ${open.join(", ")} to all databases`,
-        );
-      }
-    }
-  }
-  return out;
-}
-
-/** The databases that are other versions of the stack's template (`<family>_v<N>`). */
-function otherTemplateVersions(template: string, databases: readonly DatabaseRow[]): DatabaseRow[] {
-  const own = parseTemplate(template);
-  if (own === undefined) return [];
-  return databases.filter((d) => {
-    const v = parseTemplate(d.name);
-    return (
-      v !== undefined &&
-      v.family === own.family &&
-      d.name !== template &&
-      d.name === templateName(v.family, v.version)
-    );
-  });
-}
-
-/** `tenant_acme` for `tenant_acme_restore_20261126064500`, else undefined. */
-function restoreBase(name: string): string | undefined {
-  const m = new RegExp(`^(.+)${RESTORE_INFIX}\\d{14}$`).exec(name);
-  return m?.[1];
-}
-
-export interface AuditReport {
-  stack: string;
-  tenants: number;
-  clusters: string[];
-  findings: Finding[];
-  violations: number;
-  notices: number;
-  /** Wall time of the audit in milliseconds. */
-  elapsedMs: number;
-}
-
-export function summarize(
-  stack: string,
-  tenants: number,
-  clusters: string[],
-  findings: Finding[],
-  elapsedMs: number,
-): AuditReport {
-  return {
-    stack,
-    tenants,
-    clusters,
-    findings,
-    violations: findings.filter((f) => f.severity === "violation").length,
-    notices: findings.filter((f) => f.severity === "notice").length,
-    elapsedMs,
-  };
-}
-
-export type AuditFormat = "text" | "json" | "markdown";
-export const AUDIT_FORMATS: readonly AuditFormat[] = ["text", "json", "markdown"];
-
-/** Renders a report for people (text, markdown) or machines (json). */
-export function renderReport(report: AuditReport, format: AuditFormat): string {
-  const head = `audit of stack ${report.stack}: ${report.tenants} tenant(s) on ${report.clusters.length} cluster(s) (${report.clusters.join(", ")})`;
-  const tail = `${report.violations} violation(s), ${report.notices} notice(s)`;
-  switch (format) {
-    case "json":
-      return JSON.stringify(report, null, 2);
-    case "markdown": {
-      const lines = [`## ${head}`, ""];
-      if (report.findings.length === 0) {
-        lines.push("Every invariant holds.");
-      } else {
-        lines.push(
-          "| severity | cluster | tenant | invariant | finding |",
-          "|---|---|---|---|---|",
-        );
-        for (const f of report.findings) {
-          lines.push(
-            `| ${f.severity} | ${f.tier} | ${f.tenant ?? ""} | ${f.invariant} | ${f.message.replace(/\|/g, "\\|")} |`,
-          );
-        }
-      }
-      lines.push("", `**${tail}**`);
-      return lines.join("\n");
-    }
-    case "text": {
-      const lines = [head];
-      for (const f of report.findings) {
-        lines.push(
-          `${f.severity.toUpperCase().padEnd(9)} ${f.tier} ${f.tenant ?? "(cluster)"} ${f.invariant}: ${f.message}`,
-        );
-      }
-      lines.push(report.violations === 0 ? `OK: ${tail}` : `FAILED: ${tail}`);
-      return lines.join("\n");
-    }
-  }
 }

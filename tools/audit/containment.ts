@@ -1,17 +1,18 @@
-import type { Finding, Invariant } from "./audit";
-import type { ServerConfig, StackConfig } from "./config";
+import type { ServerConfig, StackConfig } from "../../infra/config";
 import {
   CAPABILITIES,
   LARGE_OBJECT_WRITE_FUNCTIONS,
   provisionerSettings,
   serverSettings,
-} from "./containment";
-import { FleetModel, TenantModel, tenantsOnTier } from "./model";
+} from "../../infra/containment";
+import { FleetModel, TenantModel, tenantsOnTier } from "../../infra/model";
+import type { Finding, Invariant } from "./invariants";
 
 /**
  * The audit's containment part, as pure comparisons: what the containment model
- * (infra/containment.ts) requires of a live cluster against what tools/lib/containmentAudit.ts
- * read there. Data isolation is checked by infra/audit.ts; this checks what tenants share.
+ * (infra/containment.ts) requires of a live cluster against what tools/audit/containmentCatalog.ts
+ * read there. Data isolation is checked by tools/audit/tenant.ts and cluster.ts; this checks what
+ * tenants share.
  */
 
 export const CONTAINMENT_INVARIANTS = {

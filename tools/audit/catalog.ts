@@ -6,9 +6,9 @@ import type {
   HbaRule,
   MembershipRow,
   RoleRow,
-} from "../../infra/audit";
+} from "./snapshot";
 import { CLUSTER_PRIVILEGES } from "../../infra/model";
-import { connect, ClusterTarget, mapPool } from "./pg";
+import { connect, ClusterTarget, mapPool } from "../lib/pg";
 
 /**
  * Read-only catalog queries of the audit. Cluster-wide facts come from a few queries on one

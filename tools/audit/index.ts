@@ -1,13 +1,5 @@
 import { performance } from "perf_hooks";
-import {
-  AUDIT_FORMATS,
-  AuditFormat,
-  AuditReport,
-  auditFleet,
-  renderReport,
-  summarize,
-} from "../infra/audit";
-import { buildFleetModel, tenantsOnTier } from "../infra/model";
+import { buildFleetModel, tenantsOnTier } from "../../infra/model";
 import {
   CommandIo,
   EXIT,
@@ -18,18 +10,20 @@ import {
   CommandError,
   StackContext,
   UsageError,
-} from "./lib/cli";
+} from "../lib/cli";
 import * as path from "path";
 import {
   CredentialsOutput,
   CredentialsProvider,
   LocalOutputsCredentials,
-} from "../client/credentials";
-import { readInputFile } from "../infra/files";
-import { snapshotCluster } from "./lib/catalog";
-import { auditContainment } from "./lib/containmentAudit";
-import { migrationFindings } from "./lib/migrations/audit";
-import { clusterTarget, mapPool } from "./lib/pg";
+} from "../../client/credentials";
+import { readInputFile } from "../../infra/files";
+import { clusterTarget, mapPool } from "../lib/pg";
+import { snapshotCluster } from "./catalog";
+import { auditContainment } from "./containmentCatalog";
+import { auditFleet } from "./fleet";
+import { migrationFindings } from "./migrations";
+import { AUDIT_FORMATS, AuditFormat, AuditReport, renderReport, summarize } from "./report";
 
 /**
  * `npm run audit -- --stack <name> [--format text|json|markdown] [--pool <n>] [--credentials
@@ -38,6 +32,12 @@ import { clusterTarget, mapPool } from "./lib/pg";
  * invariant of the isolation model per tenant and per cluster. Exit 0 when every invariant
  * holds, 1 on any violation (or when a cluster cannot be read), 2 on bad usage.
  */
+
+// The audit's findings and report, for the tests that read them.
+export { INVARIANTS } from "./invariants";
+export type { Finding, Invariant, Severity } from "./invariants";
+export { CONTAINMENT_INVARIANTS } from "./containment";
+export type { AuditReport } from "./report";
 
 export interface AuditOptions {
   /** Connections per cluster for the per-database checks. */

@@ -1,5 +1,4 @@
 import type { Client } from "pg";
-import type { Finding } from "../../infra/audit";
 import {
   ADVISORY_LOCK_FUNCTIONS,
   CLUSTER_RELATIONS,
@@ -13,14 +12,15 @@ import {
   ContainmentSnapshot,
   LoginPrivileges,
   RoleSettingRow,
-} from "../../infra/containmentAudit";
+} from "./containment";
 import { buildFleetModel, TenantModel, tenantsOnTier } from "../../infra/model";
 import type { CredentialsProvider } from "../../client/credentials";
-import type { CommandIo, StackContext } from "./cli";
-import { clusterTarget, ClusterTarget, connect, mapPool } from "./pg";
+import type { CommandIo, StackContext } from "../lib/cli";
+import { clusterTarget, ClusterTarget, connect, mapPool } from "../lib/pg";
+import type { Finding } from "./invariants";
 
 /**
- * Reads what the containment audit compares (infra/containmentAudit.ts) from each live cluster
+ * Reads what the containment audit compares (tools/audit/containment.ts) from each live cluster
  * as its provisioning role, in read-only transactions: server settings, every role and database
  * setting of the tenants, open sessions, the login limits, the provisioning role's own setup,
  * and in each tenant database what its logins may do of what containment revokes and who owns
