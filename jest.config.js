@@ -63,6 +63,8 @@ module.exports = {
       runner: SERIAL,
       setupFilesAfterEnv: [CLUSTER_TIMEOUT],
       globalSetup: "<rootDir>/harness/jest/engineSetup.ts",
+      // Drops the two rejections an inline Pulumi program leaves unobserved by design (see it).
+      testEnvironment: "<rootDir>/harness/jest/engineEnvironment.ts",
     }),
   ],
 };

@@ -54,6 +54,8 @@ function changed(run: EngineRun): string[] {
       tiers: ["standard", "premium"],
       tenants: manifest,
       deploy: "engine",
+      // Room in the cluster budget for a tenant with a large limit of its own (the pack's case).
+      server: { maxConnections: 300 },
     });
     for (const [id, n] of [
       ["acme", 3],
@@ -147,6 +149,23 @@ function changed(run: EngineRun): string[] {
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/protect/);
     expect(await rows()).toEqual({ acme: 3, globex: 2 });
+  });
+
+  it("a manifest problem fails the preview with its file and field; the next preview runs as before", async () => {
+    writeTenantFiles(fleet.tenantsDir, [
+      ...manifest,
+      { id: "bigco", tier: "standard", limits: { connectionLimit: 5000 } },
+    ]);
+    try {
+      await expect(fleet.engine!.preview()).rejects.toThrow(
+        /tenants\/bigco\.yaml: limits\.connectionLimit: must be from 1 to 1000/,
+      );
+    } finally {
+      writeTenantFiles(fleet.tenantsDir, manifest);
+    }
+    // The program's error reached the engine as the run's diagnostic, not this process as an
+    // unhandled rejection: the process goes on, and the stack is as it was.
+    await fleet.engine!.preview({ expectNoChanges: true });
   });
 
   it("the policy pack passes in the engine's policy host, and a tenant over a mandatory limit fails with that policy's message", async () => {
