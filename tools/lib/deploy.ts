@@ -3,6 +3,7 @@ import * as path from "path";
 import type { Stack, UpOptions, UpResult } from "@pulumi/pulumi/automation";
 import { parse, stringify } from "yaml";
 import { PROJECT } from "../../infra/config";
+import { InputError } from "../../infra/issues";
 import type { Engine } from "./engine";
 
 /**
@@ -78,7 +79,7 @@ export function writeWorkspace(run: StackRun): void {
  * inline program still has in flight reject with "Resource monitor is terminating" after the
  * run has already failed with the engine's own error. The Pulumi runner ignores those; a tool
  * running the program inline must too, or they surface as unhandled rejections. Anything else
- * unhandled is rethrown.
+ * unhandled is rethrown. (The engine lane's jest environment drops the same two.)
  */
 let terminationFilterInstalled = false;
 function ignoreMonitorTermination(): void {
@@ -86,6 +87,9 @@ function ignoreMonitorTermination(): void {
   terminationFilterInstalled = true;
   process.on("unhandledRejection", (reason) => {
     if (reason instanceof Error && reason.message === "Resource monitor is terminating") return;
+    // The program's own input error: the engine reports it as the run's diagnostic, and the
+    // runtime's stack outputs reject with it again, unobserved.
+    if (reason instanceof InputError) return;
     throw reason;
   });
 }
