@@ -2,7 +2,8 @@ import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { clusterProviderSettings } from "../../policy/policies/cluster-provider-settings";
 import { TYPES } from "../../policy/tenancy";
-import { Fixture, resourceViolations, withProps } from "./util";
+import { resourceViolations } from "./run";
+import { Fixture, withProps } from "./util";
 
 const cluster = (stack = "production"): Fixture => ({
   type: TYPES.provider,

@@ -1,7 +1,8 @@
 import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { credentialsEncryptedWithOwnKey } from "../../policy/policies/credentials-encrypted-with-own-key";
-import { link, stackResource, stackViolations, tenantFixtures } from "./util";
+import { stackViolations } from "./run";
+import { link, stackResource, tenantFixtures } from "./util";
 
 function tenant(id: string) {
   const f = tenantFixtures(id);

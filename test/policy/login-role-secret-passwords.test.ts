@@ -1,7 +1,8 @@
 import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { loginRoleSecretPasswords } from "../../policy/policies/login-role-secret-passwords";
-import { link, stackResource, stackViolations, tenantFixtures } from "./util";
+import { stackViolations } from "./run";
+import { link, stackResource, tenantFixtures } from "./util";
 
 const acme = tenantFixtures("acme");
 const globex = tenantFixtures("globex");

@@ -2,7 +2,8 @@ import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { oneKeyPerTenant } from "../../policy/policies/one-key-per-tenant";
 import { TENANT_TAG } from "../../policy/tenancy";
-import { link, stackResource, stackViolations, tenantFixtures, withProps } from "./util";
+import { stackViolations } from "./run";
+import { link, stackResource, tenantFixtures, withProps } from "./util";
 
 /** A tenant's key, the alias pointing at it and the data key encrypted with it. */
 function keys(id: string) {

@@ -2,7 +2,7 @@ import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { parseTenantName, tenantIdOfLogicalName } from "../../infra/naming";
 import { configOf, stackOf, stringsIn, tenantOf } from "../../policy/tenancy";
-import { IN, resourceArgs, urnOf } from "./util";
+import { IN, urnOf } from "./util";
 
 describe("tenant identity", () => {
   const names: [name: string, expected: ReturnType<typeof parseTenantName>][] = [
@@ -86,11 +86,12 @@ describe("policy helpers", () => {
     const schema = {
       properties: { a: { type: "integer" as const, default: 1 }, b: { type: "string" as const } },
     };
-    assert.deepEqual(configOf(resourceArgs({ type: "t", name: "n", props: {} }), schema), { a: 1 });
-    assert.deepEqual(
-      configOf(resourceArgs({ type: "t", name: "n", props: {} }, { a: 5, b: "x" }), schema),
-      { a: 5, b: "x" },
-    );
+    /** What a policy's arguments give it as its config: `config`, as supplied. */
+    const supplied = (config: Record<string, unknown> = {}) => ({
+      getConfig: <T extends object>() => config as T,
+    });
+    assert.deepEqual(configOf(supplied(), schema), { a: 1 });
+    assert.deepEqual(configOf(supplied({ a: 5, b: "x" }), schema), { a: 5, b: "x" });
   });
 
   it("lists every string inside props with its path, skipping values unknown during preview", () => {

@@ -1,8 +1,8 @@
 import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
-import type { PolicyResource } from "@pulumi/policy";
 import { tenantDatabaseAcl } from "../../policy/policies/tenant-database-acl";
-import { link, provider, stackResource, stackViolations, tenantFixtures, withProps } from "./util";
+import { stackViolations } from "./run";
+import { link, provider, StackFixture, stackResource, tenantFixtures, withProps } from "./util";
 
 /** A tenant's database and its two database grants, the grants' `database` taken from it. */
 function tenant(id: string, tier = "standard") {
@@ -15,7 +15,7 @@ function tenant(id: string, tier = "standard") {
   return { f, db, revoke, connect };
 }
 
-const all = (...tenants: ReturnType<typeof tenant>[]): PolicyResource[] =>
+const all = (...tenants: ReturnType<typeof tenant>[]): StackFixture[] =>
   tenants.flatMap((t) => [t.db, t.revoke, t.connect]);
 
 describe("tenant-database-acl", () => {

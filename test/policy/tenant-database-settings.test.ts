@@ -1,7 +1,8 @@
 import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { tenantDatabaseSettings } from "../../policy/policies/tenant-database-settings";
-import { resourceViolations, tenantFixtures, withProps } from "./util";
+import { resourceViolations } from "./run";
+import { tenantFixtures, withProps } from "./util";
 
 const acme = tenantFixtures("acme");
 

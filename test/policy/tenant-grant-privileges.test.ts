@@ -2,7 +2,8 @@ import { describe, expect, it } from "@jest/globals";
 import { runProgram } from "../../harness/program";
 import { tenantGrantPrivileges } from "../../policy/policies/tenant-grant-privileges";
 import { TYPES } from "../../policy/tenancy";
-import { IN, resourceViolations, tenantFixtures, withProps } from "./util";
+import { resourceViolations } from "./run";
+import { IN, tenantFixtures, withProps } from "./util";
 
 const acme = tenantFixtures("acme");
 

@@ -2,7 +2,8 @@ import { describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { tenantResourcesScoped } from "../../policy/policies/tenant-resources-scoped";
 import { TENANT_TAG } from "../../policy/tenancy";
-import { Fixture, IN, resourceViolations, tenantFixtures, withProps } from "./util";
+import { resourceViolations } from "./run";
+import { Fixture, IN, tenantFixtures, withProps } from "./util";
 
 const acme = tenantFixtures("acme");
 

@@ -1,19 +1,13 @@
-import type {
-  PolicyProviderResource,
-  PolicyResource,
-  ResourceValidationArgs,
-  ResourceValidationPolicy,
-  StackValidationArgs,
-  StackValidationPolicy,
-} from "@pulumi/policy";
+import type { PolicyProviderResource } from "@pulumi/policy";
 import { TENANT_TAG } from "../../infra/model";
 import { tenantNames } from "../../infra/naming";
 import { TYPES } from "../../policy/tenancy";
+import type { Registration } from "../../tools/check/record";
 
 /**
- * Fixtures for policy tests: the arguments the policy SDK passes to `validateResource` and
- * `validateStack`, built by hand (the PolicyPack itself is never constructed: it would start a
- * gRPC server). URNs have the engine's shape, parent types first.
+ * Fixtures for policy tests: resources as the check records the program's registrations
+ * (tools/check/record.ts), built by hand; test/policy/run.ts runs policies over them with the
+ * check's runner. URNs have the engine's shape, parent types first.
  */
 
 export const STACK = "production";
@@ -49,101 +43,83 @@ export interface Fixture {
   provider?: PolicyProviderResource;
 }
 
-class NotApplicable extends Error {}
-
-/** The `args` of `validateResource` for a fixture, with the policy's config as given. */
-export function resourceArgs(
-  f: Fixture,
-  config: Record<string, unknown> = {},
-): ResourceValidationArgs {
-  const type = f.type;
-  return {
-    type,
-    props: f.props,
-    urn: urnOf(f.type, f.name, f.parents, f.stack),
-    name: f.name,
-    opts: {
-      protect: f.protect ?? false,
-      ignoreChanges: [],
-      aliases: [],
-      customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
-      additionalSecretOutputs: [],
-    },
-    ...(f.provider !== undefined ? { provider: f.provider } : {}),
-    stackTags: new Map(),
-    isType: (cls) => (cls as unknown as { __pulumiType?: string }).__pulumiType === type,
-    asType: () => undefined,
-    getConfig: <T extends object>() => config as T,
-    notApplicable: (reason?: string) => {
-      throw new NotApplicable(reason);
-    },
-  };
-}
-
-/** The messages a resource policy reports for one fixture, in order. */
-export async function resourceViolations(
-  policy: ResourceValidationPolicy,
-  f: Fixture,
-  config: Record<string, unknown> = {},
-): Promise<string[]> {
-  const messages: string[] = [];
-  const validations = Array.isArray(policy.validateResource)
-    ? policy.validateResource
-    : [policy.validateResource];
-  for (const validate of validations) {
-    await validate?.(resourceArgs(f, config), (message) => messages.push(message));
-  }
-  return messages;
+/** A fixture among the stack's resources, with the URNs its inputs come from (see `link`). */
+export interface StackFixture extends Fixture {
+  urn: string;
+  dependencies: string[];
+  propertyDependencies: Record<string, string[]>;
 }
 
 /** A stack resource; dependencies are filled in by `link`. */
-export function stackResource(f: Fixture): PolicyResource {
-  const type = f.type;
+export function stackResource(f: Fixture): StackFixture {
   return {
-    type,
-    props: f.props,
+    ...f,
     urn: urnOf(f.type, f.name, f.parents, f.stack),
-    name: f.name,
-    opts: resourceArgs(f).opts,
-    ...(f.provider !== undefined ? { provider: f.provider } : {}),
     dependencies: [],
     propertyDependencies: {},
-    isType: (cls) => (cls as unknown as { __pulumiType?: string }).__pulumiType === type,
-    asType: () => undefined,
   };
 }
 
 /** Records that `property` of `resource` comes from `sources` (as an Output of them). */
-export function link(
-  resource: PolicyResource,
-  property: string,
-  ...sources: PolicyResource[]
-): void {
+export function link(resource: StackFixture, property: string, ...sources: StackFixture[]): void {
+  const urns = sources.map((s) => s.urn);
   resource.propertyDependencies[property] = [
     ...(resource.propertyDependencies[property] ?? []),
-    ...sources,
+    ...urns,
   ];
-  resource.dependencies.push(...sources);
+  resource.dependencies.push(...urns);
 }
 
-/** The messages (and the URNs they name) a stack policy reports for a set of resources. */
-export async function stackViolations(
-  policy: StackValidationPolicy,
-  resources: PolicyResource[],
-  config: Record<string, unknown> = {},
-): Promise<{ message: string; urn?: string }[]> {
-  const out: { message: string; urn?: string }[] = [];
-  const args: StackValidationArgs = {
-    resources,
-    stackTags: new Map(),
-    getConfig: <T extends object>() => config as T,
-    notApplicable: (reason?: string) => {
-      throw new NotApplicable(reason);
-    },
-  };
-  await policy.validateStack(args, (message, urn) =>
-    out.push({ message, ...(urn !== undefined ? { urn } : {}) }),
+/**
+ * The fixtures as the check records registrations, in order, then the providers they name that
+ * are not among them (a policy sees a provider's inputs through the resources on it). Inputs and
+ * state are the fixture's props.
+ */
+export function registrations(fixtures: readonly (Fixture | StackFixture)[]): Registration[] {
+  const registration = (
+    urn: string,
+    type: string,
+    name: string,
+    props: Record<string, unknown>,
+    more: Partial<Registration> = {},
+  ): Registration => ({
+    urn,
+    type,
+    name,
+    custom: true,
+    inputs: props,
+    state: props,
+    protect: false,
+    ignoreChanges: [],
+    aliases: [],
+    additionalSecretOutputs: [],
+    deleteBeforeReplace: false,
+    dependencies: [],
+    propertyDependencies: {},
+    ...more,
+  });
+  const out = fixtures.map((f) =>
+    registration(
+      "urn" in f ? f.urn : urnOf(f.type, f.name, f.parents, f.stack),
+      f.type,
+      f.name,
+      f.props,
+      {
+        protect: f.protect ?? false,
+        ...(f.provider !== undefined ? { provider: f.provider.urn } : {}),
+        ...("urn" in f
+          ? { dependencies: f.dependencies, propertyDependencies: f.propertyDependencies }
+          : {}),
+      },
+    ),
   );
+  const present = new Set(out.map((r) => r.urn));
+  for (const f of fixtures) {
+    const p = f.provider;
+    if (p === undefined || present.has(p.urn)) continue;
+    present.add(p.urn);
+    out.push(registration(p.urn, p.type, p.name, p.props));
+  }
   return out;
 }
 

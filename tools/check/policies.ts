@@ -1,5 +1,6 @@
 import type {
   EnforcementLevel,
+  Policies,
   PolicyProviderResource,
   PolicyResource,
   PolicyResourceOptions,
@@ -60,10 +61,14 @@ export function mergePackConfig(base: PackConfig, supplied: PackConfig): PackCon
 
 class NotApplicable extends Error {}
 
-/** Runs every policy of the pack on the registrations, as the engine does at preview. */
+/**
+ * Runs every policy of the pack on the registrations, as the engine does at preview; `pack` names
+ * other policies to run instead (the policy tests run one at a time).
+ */
 export async function runPolicies(
   registrations: readonly Registration[],
   packConfig: PackConfig = {},
+  pack: Policies = policies,
 ): Promise<Violation[]> {
   const byUrn = new Map(registrations.map((r) => [r.urn, r]));
   const optsOf = (r: Registration): PolicyResourceOptions => ({
@@ -112,7 +117,7 @@ export async function runPolicies(
   }
 
   const violations: Violation[] = [];
-  for (const policy of policies) {
+  for (const policy of pack) {
     const supplied = packConfig[policy.name];
     const settings =
       typeof supplied === "string" ? { enforcementLevel: supplied } : (supplied ?? {});
