@@ -127,4 +127,62 @@ const tracked = () =>
     });
     await expect(other.connect()).rejects.toThrow(/pg_hba\.conf rejects connection/);
   });
+
+  it("keeps a deployed tenant's pg_hba when an edit of its tier alone is refused", async () => {
+    // A project of its own (the sample tenants are never edited): its stacks, tenants and
+    // templates copied, the program and the built engine linked.
+    const project = path.join(work, "project");
+    fs.mkdirSync(project, { recursive: true });
+    for (const f of ["Pulumi.yaml", "stacks", "tenants", "templates"]) {
+      fs.cpSync(path.join(PROJECT_ROOT, f), path.join(project, f), { recursive: true });
+    }
+    for (const f of ["infra", ".engine", "node_modules"]) {
+      fs.symlinkSync(path.join(PROJECT_ROOT, f), path.join(project, f));
+    }
+    const base = await consecutiveFreePorts(4);
+    const own = {
+      ...process.env,
+      PGTENANTS_LOCAL_DIR: path.join(work, "project-local"),
+      PGTENANTS_LOCAL_PORT_BASE: String(base),
+    };
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn(
+          process.execPath,
+          [path.join(PROJECT_ROOT, "bin", "pg-tenants.js"), "local", ...args],
+          { cwd: project, env: own },
+        );
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d) => (stdout += d));
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("error", reject);
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
+      });
+    try {
+      expect((await run([])).code).toBe(0);
+      const url = (await run(["url", "acme", "ro"])).stdout.trim();
+      const acme = path.join(project, "tenants", "acme.yaml");
+      fs.writeFileSync(
+        acme,
+        fs.readFileSync(acme, "utf8").replace("tier: standard", "tier: premium"),
+      );
+      const refused = await run([]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(
+        /pg_hba still admits what was deployed before[\s\S]*Database::acme@standard-db" cannot be deleted/,
+      );
+      const c = new Client({ connectionString: url });
+      await c.connect();
+      try {
+        expect((await c.query("SELECT current_database() AS d")).rows).toEqual([
+          { d: "tenant_acme" },
+        ]);
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await run(["stop"]);
+    }
+  });
 });
