@@ -20,7 +20,7 @@ import { runChecks, runCliStart, runProvisioning, Section } from "./sections";
  */
 
 const ROOT = path.join(__dirname, "..");
-/** The shard size the README recommends; the full run reports one shard of it. */
+/** The shard size docs/scale.md recommends; the full run reports one shard of it. */
 export const DEFAULT_SHARD_SIZE = 250;
 const DIST = path.join(ROOT, "dist");
 

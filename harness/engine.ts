@@ -98,7 +98,7 @@ function recorder() {
 /**
  * One stack of the real engine for a fleet of the harness: `up`, `preview` and `refresh` with
  * their step events, the outputs with secrets decrypted, and the CLI itself with the stack's
- * environment (for `pulumi state ...` as the README's day-two steps run it).
+ * environment (for `pulumi state ...` as docs/day-two.md's steps run it).
  */
 export class EngineDeployer {
   private stack?: Promise<Stack>;

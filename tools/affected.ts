@@ -30,7 +30,8 @@ export const PROGRAM_PATHS = [
   /^infra\//,
   // The gate itself: a change to a policy or to the check must be checked on every stack.
   /^policy\//,
-  /^tools\/(check|evaluate|stack)\.ts$/,
+  /^tools\/check\//,
+  /^tools\/(evaluate|stack)\.ts$/,
   /^Pulumi\.yaml$/,
   /^package(-lock)?\.json$/,
   /^tsconfig(\.build)?\.json$/,
@@ -267,7 +268,7 @@ export function main(argv: string[], root = process.cwd()): number {
       const what = `This change moves ${result.moves.length} tenant(s) to another stack:\n${lines.join("\n")}`;
       if (!allowMoves) {
         console.error(
-          `error: ${what}\nMove their state first (see "Re-sharding" in the README), then run again with --allow-moves.`,
+          `error: ${what}\nMove their state first (see "Re-sharding" in docs/scale.md), then run again with --allow-moves.`,
         );
         return EXIT.failed;
       }

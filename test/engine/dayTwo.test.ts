@@ -16,7 +16,7 @@ import { main as move } from "../../tools/move";
 import { main as offboard } from "../../tools/offboard";
 
 /**
- * Day two through the real engine, as the README documents it (PostgreSQL 15: the dump
+ * Day two through the real engine, as docs/day-two.md documents it (PostgreSQL 15: the dump
  * commands use Debian's pg_dump 15): a declared move, copied by `npm run move`, then the source
  * placement taken out of the state and `pulumi up`; an offboarding, applied by `pulumi up`, then
  * its final dump; and a cluster stopped in the middle of `pulumi up`, after which the next run

@@ -118,6 +118,13 @@ describe("npm run affected", () => {
     assert.equal(affected(dir, "--base", "HEAD").out, '["local","production","production-1"]');
   });
 
+  it("a change of the gate (the check's folder) affects every stack", () => {
+    const dir = repo(BASE);
+    fs.mkdirSync(path.join(dir, "tools", "check"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "tools", "check", "report.ts"), "// changed\n");
+    assert.equal(affected(dir, "--base", "HEAD").out, '["local","production","production-1"]');
+  });
+
   it("refuses a new bucket count that moves tenants, naming each move and its state command", () => {
     const dir = repo(BASE);
     for (const s of ["production", "production-1"]) {
@@ -138,7 +145,7 @@ describe("npm run affected", () => {
         "error: This change moves 1 tenant(s) to another stack:",
         "  - wayne: production -> production-2",
         "      pulumi state move --source production --dest production-2 'urn:pulumi:production::pg-tenants::pg-tenants:index:Tenant::wayne'",
-        'Move their state first (see "Re-sharding" in the README), then run again with --allow-moves.',
+        'Move their state first (see "Re-sharding" in docs/scale.md), then run again with --allow-moves.',
       ].join("\n"),
     );
     const allowed = affected(dir, "--base", "HEAD", "--allow-moves");
