@@ -76,8 +76,10 @@ describe("CI workflows", () => {
 
   it("run only npm scripts that package.json defines", () => {
     const used = new Set<string>();
+    // The workflows' steps and the CI entry point the verify job runs.
+    const ci = fs.readFileSync(path.join(ROOT, ".ci", "run"), "utf8");
     for (const w of Object.values(workflows)) {
-      for (const run of runs(w)) {
+      for (const run of [...runs(w), ci]) {
         // `npm test` is `npm run test`.
         for (const m of run.matchAll(/npm (?:run (?:--silent |-s )?([\w:-]+)|(test)\b)/g))
           used.add(m[1] ?? m[2]);
@@ -87,6 +89,8 @@ describe("CI workflows", () => {
       "affected",
       "audit",
       "check",
+      "engine",
+      "format:check",
       "lint",
       "migrate",
       "test",
@@ -139,9 +143,12 @@ describe("CI workflows", () => {
 
   it("gate a pull request: lint, tests, the offline check in the summary, then a commented preview", () => {
     const w = workflows["pull-request.yml"];
+    // The verify job runs the CI entry point, which runs the checks and the tests.
     const verify = runs({ ...w, jobs: { verify: w.jobs.verify } });
-    for (const command of ["npm run typecheck", "npm run lint", "npm test"])
-      assert.ok(verify.includes(command), command);
+    assert.deepEqual(verify, [".ci/run"]);
+    const ci = fs.readFileSync(path.join(ROOT, ".ci", "run"), "utf8");
+    for (const command of ["npm run engine", "npm run typecheck", "npm run lint", "npm test"])
+      assert.ok(ci.split("\n").includes(command), command);
     const affected = w.jobs.affected.steps.find((s) =>
       s.run?.includes("npm run --silent affected -- --base"),
     );
