@@ -353,18 +353,20 @@ function summary(tenants: readonly Tenant[], clusters: Record<string, RunningClu
   return lines;
 }
 
-/** The first line of an engine failure that says what failed (the CLI prints `error: ...`). */
+/** The line of an engine failure that says what failed (the CLI prints `error: ...`). */
 function firstEngineError(err: unknown): string {
   const text = String(
     (err as { commandResult?: { stderr?: string } }).commandResult?.stderr ??
       (err as Error).message ??
       err,
   );
-  const line = text
+  const errors = text
     .split("\n")
     .map((l) => l.trim())
-    .find((l) => l.startsWith("error:"));
-  return line ?? text.split("\n")[0];
+    .filter((l) => l.startsWith("error:"));
+  // The stack's own "preview failed" / "update failed" says less than the resource's error.
+  const specific = errors.find((l) => !/^error: (preview|update) failed$/i.test(l));
+  return specific ?? errors[0] ?? text.split("\n")[0];
 }
 
 /**
