@@ -16,16 +16,17 @@ const CORE = [
   "infra/pooler.ts",
   "infra/scram.ts",
   "infra/modelSql.ts",
+  "infra/config.ts",
 ];
 const pulumiRuntime = {
   group: ["@pulumi/*"],
   message:
-    "Only the program (infra/program.ts, components, config, options) loads the Pulumi runtime.",
+    "Only the program (infra/program.ts, components, programConfig, options) loads the Pulumi runtime.",
 };
 /** Modules outside the core; their types may be named (erased at run time), their values not. */
 const notCore = (where) => ({
   group: [
-    `${where}config`,
+    `${where}programConfig`,
     `${where}program`,
     `${where}options`,
     `${where}index`,
@@ -33,7 +34,7 @@ const notCore = (where) => ({
   ],
   allowTypeImports: true,
   message:
-    "Import only the pure core here (naming, manifest, model, modelSql, hba, shards, issues, sql, limits, ssl, changes, pooler, scram); types of other modules are fine.",
+    "Import only the pure core here (naming, config, manifest, model, modelSql, hba, shards, issues, sql, limits, ssl, changes, pooler, scram); types of other modules are fine.",
 });
 const noTools = {
   group: ["**/tools/**", "**/harness/**", "**/test/**", "**/bench/**"],

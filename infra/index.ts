@@ -1,5 +1,5 @@
 import * as path from "path";
-import { loadClusterPasswords, loadStackConfig } from "./config";
+import { loadClusterPasswords, loadStackConfig } from "./programConfig";
 import { loadManifest } from "./manifest";
 import { reservedNames } from "./model";
 import { declareFleet } from "./program";
