@@ -265,7 +265,7 @@ const COMMANDS = [
         description: "give the source back: stop an interrupted move and empty the target",
       },
     },
-    module: "tools/move.ts",
+    module: "tools/move/index.ts",
   },
   {
     name: "offboard",

@@ -1,6 +1,6 @@
 import type { Client } from "pg";
 import { HISTORY_SCHEMA } from "../../infra/templates";
-import { CommandError } from "./cli";
+import { CommandError } from "../lib/cli";
 
 /**
  * The journal of tier moves: one row per move in `pgtenants_history.moves` in the source
