@@ -43,6 +43,8 @@ function program(argv, setCode) {
     .description("Per-tenant PostgreSQL databases, roles, grants, keys and credentials on Pulumi.")
     .usage("<command> [options]")
     .helpCommand(false)
+    // A command that reads its own arguments takes what follows its first argument as it is.
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
       outputError: (text, write) => write(text.replace(/^error:/, red("error:"))),
@@ -76,6 +78,10 @@ function program(argv, setCode) {
         ]);
       }
       cmd.addOption(option);
+    }
+    if (spec.rawArgs === true) {
+      // `local pulumi <args...>`: the CLI's own options and arguments reach the tool untouched.
+      cmd.passThroughOptions().allowUnknownOption().allowExcessArguments(true);
     }
     cmd.action(async () => {
       const at = argv.indexOf(spec.name);

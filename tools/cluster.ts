@@ -58,7 +58,7 @@ export interface RunningCluster {
   provisionerClient(database?: string): Promise<Client>;
   /** Writes pg_hba.conf, reloads, and fails unless every line parsed and the reload took effect. */
   writeHba(text: string): Promise<void>;
-  /** Stops the server at once (as a crash would), keeping its data; `resume` starts it again. */
+  /** Stops the server (fast: sessions end, commits stay), keeping its data; `resume` starts it again. */
   pause(): Promise<void>;
   resume(): Promise<void>;
   stop(): Promise<void>;
@@ -450,7 +450,10 @@ export async function startCluster(spec: ClusterSpec): Promise<RunningCluster> {
       }
     },
     async pause(): Promise<void> {
-      stopClusterDir(dataDir, pgVersion, "immediate");
+      // A stop as an operator or a failover makes one: sessions end, commits stay. (Immediate
+      // would be a crash, and these clusters run with synchronous_commit off: the last commits
+      // a client was told of could be lost, which a durable cluster never does.)
+      stopClusterDir(dataDir, pgVersion, "fast");
     },
     async resume(): Promise<void> {
       if (!isRunning(bin, dataDir, user)) pgCtlStart(resolved, bin, user);

@@ -116,9 +116,10 @@ const COMMANDS = [
   },
   {
     name: "local",
-    summary: "the local stack: up (default), stop, or url <tenant> <rw|ro> [--pooler]",
+    summary:
+      "the local stack: up (default), stop, url <tenant> <rw|ro> [--pooler], or pulumi <args...> (the engine's CLI on it)",
     args: [
-      { name: "action", description: "up, stop or url", required: false },
+      { name: "action", description: "up, stop, url or pulumi", required: false },
       { name: "tenant", description: "with url: the tenant id", required: false },
       { name: "login", description: "with url: rw or ro", required: false },
     ],

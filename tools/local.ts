@@ -1,5 +1,7 @@
+import { spawn } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import type { Stack, UpResult } from "@pulumi/pulumi/automation";
 import type { Credentials } from "../infra/components/credentials";
@@ -28,7 +30,15 @@ import {
   runCommand,
   UsageError,
 } from "./lib/cli";
-import { changedNothing, describeChanges, openStack, previewThenUp, StackRun } from "./lib/deploy";
+import {
+  changedNothing,
+  describeChanges,
+  openStack,
+  previewThenUp,
+  runEnv,
+  StackRun,
+  writeWorkspace,
+} from "./lib/deploy";
 import { Engine, engineChoice, findEngine, findInstalledCli, goVersion } from "./lib/engine";
 import { firstTemplateOf } from "./lib/migrations/files";
 import { ensureTemplates } from "./migrate";
@@ -55,7 +65,7 @@ import { loadStack, readStackFile } from "./stack";
 
 export const LOCAL_STACK = "local";
 const USAGE =
-  "npm run local | npm run local -- url <tenant> <rw|ro> [--pooler] | npm run local:stop   (tools/local.ts up|url|stop)";
+  "npm run local | npm run local -- url <tenant> <rw|ro> [--pooler] | npm run local -- pulumi <args...> | npm run local:stop   (tools/local.ts up|url|pulumi|stop)";
 
 export const INSTALL_HINT = "curl -fsSL https://get.pulumi.com | sh";
 
@@ -383,16 +393,7 @@ async function url(
     throw new UsageError(`expected rw or ro, got ${JSON.stringify(login)}\nusage: ${USAGE}`);
   const ctx = loadContext(LOCAL_STACK, io.root);
   findTenant(ctx, tenantId);
-  const dir = localDir(io.root, io.env);
-  const file = path.join(dir, "state.json");
-  if (!fs.existsSync(file))
-    throw new CommandError("the local stack was never started: run npm run local first");
-  const state = JSON.parse(fs.readFileSync(file, "utf8")) as LocalState;
-  const engine = findEngine(io.root, io.env);
-  if (engine === undefined)
-    throw new CommandError("no Pulumi engine: run npm run local first (it builds one)");
-  const ports = Object.fromEntries(Object.entries(state.clusters).map(([t, c]) => [t, c.port]));
-  const stack = await openStack(localRun(io, engine, dir, state, ports));
+  const stack = await openStack(startedRun(io));
   const outputs = await stack.outputs();
   const credentials = outputs.credentials?.value as
     Record<string, Record<LoginKind, Credentials>> | undefined;
@@ -412,6 +413,44 @@ async function url(
   }
   io.out(connectionUrl(c));
   return EXIT.ok;
+}
+
+/** The run of the local stack as `npm run local` left it: its state, ports and engine. */
+function startedRun(io: CommandIo): StackRun {
+  const dir = localDir(io.root, io.env);
+  const file = path.join(dir, "state.json");
+  if (!fs.existsSync(file))
+    throw new CommandError("the local stack was never started: run npm run local first");
+  const state = JSON.parse(fs.readFileSync(file, "utf8")) as LocalState;
+  const engine = findEngine(io.root, io.env);
+  if (engine === undefined)
+    throw new CommandError("no Pulumi engine: run npm run local first (it builds one)");
+  const ports = Object.fromEntries(Object.entries(state.clusters).map(([t, c]) => [t, c.port]));
+  return localRun(io, engine, dir, state, ports);
+}
+
+/**
+ * `pulumi <args...>`: the engine's CLI on the local stack, with its backend, passphrase, plugins
+ * and work folder (what `pulumi` in a normal project folder has), e.g. the `state delete` a tier
+ * move asks for. Its output is the CLI's own; its exit code is the command's.
+ */
+async function pulumiCommand(io: CommandIo, args: string[]): Promise<number> {
+  const run = startedRun(io);
+  writeWorkspace(run);
+  const child = spawn(run.engine.cli, args, {
+    cwd: run.workDir,
+    env: { ...process.env, ...runEnv(run) },
+    stdio: "inherit",
+  });
+  return new Promise((resolve, reject) => {
+    child.on("error", (e) =>
+      reject(new CommandError(`cannot run ${run.engine.cli}: ${e.message}`)),
+    );
+    // A CLI ended by a signal exits as a shell reports it: 128 + the signal's number.
+    child.on("close", (code, signal) =>
+      resolve(code ?? 128 + (signal === null ? 0 : os.constants.signals[signal])),
+    );
+  });
 }
 
 /** A libpq connection URL; user, password and database percent-encoded. */
@@ -452,8 +491,13 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
         );
       return url(io, rest[0], rest[1], viaPooler);
     }
+    if (command === "pulumi") {
+      if (rest.length === 0)
+        throw new UsageError(`pulumi takes the CLI's arguments\nusage: ${USAGE}`);
+      return pulumiCommand(io, rest);
+    }
     if (rest.length > 0 || (command !== "up" && command !== "stop")) {
-      throw new UsageError(`expected up, stop or url\nusage: ${USAGE}`);
+      throw new UsageError(`expected up, stop, url or pulumi\nusage: ${USAGE}`);
     }
     return command === "up" ? up(io) : stop(io);
   });

@@ -27,6 +27,7 @@ import { safeOutputPath } from "./lib/files";
 import { tenantSessions } from "./lib/freeze";
 import { ClusterTarget, clusterTarget, connect, lockWaitMessage } from "./lib/pg";
 import { sealFile, sealingKey } from "./lib/seal";
+import { pulumiCommands } from "./stack";
 
 /**
  * `npm run offboard -- <tenant> [--stack <name>] [--out <file>]`: for a tenant whose file says
@@ -374,7 +375,7 @@ export function purgeNextSteps(cfg: StackConfig, model: TenantModel): string[] {
     "Next steps:",
     `  1. Remove ${path.join(cfg.tenantsDir, `${model.id}.yaml`)} and, before the next pulumi up, the tenant from the stack state`,
     "     (its database and key are protected: the engine refuses to delete them):",
-    `       pulumi state delete --stack ${cfg.stack} --force --target-dependents '${tenantUrn(cfg.stack, model)}'`,
+    `       ${pulumiCommands(cfg.stack).cli} state delete --stack ${cfg.stack} --force --target-dependents '${tenantUrn(cfg.stack, model)}'`,
   ];
   if (cfg.keys.provider === "aws-kms") {
     lines.push(

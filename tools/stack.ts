@@ -156,3 +156,14 @@ export function deploymentIssues(
   const group = deployments(stacks).find((g) => g.some((s) => s.stack === cfg.stack)) ?? [cfg];
   return verifyDeployment(group, tenants);
 }
+
+/**
+ * How an operator runs the Pulumi CLI on a stack, as the commands print their next steps: the
+ * local stack's through `npm run local` (the built engine has no `pulumi` on PATH; `local --
+ * pulumi` gives it the stack's backend and passphrase), any other stack's as `pulumi`.
+ */
+export function pulumiCommands(stack: string): { cli: string; up: string } {
+  return stack === "local"
+    ? { cli: "npm run local -- pulumi", up: "npm run local" }
+    : { cli: "pulumi", up: `pulumi up --stack ${stack}` };
+}

@@ -111,7 +111,10 @@ export class Tenant extends pulumi.ComponentResource {
         kmsKey: key.kmsKey,
         dataKeyCiphertext: key.dataKeyCiphertext,
       },
-      { parent: this, dependsOn: [this.placement] },
+      // No dependsOn the placement: a move takes the source placement out of the state with
+      // `pulumi state delete --target-dependents`, which would take the credentials (and their
+      // secrets in Secrets Manager, whose names are fixed) with it.
+      { parent: this },
     );
 
     this.summary = {

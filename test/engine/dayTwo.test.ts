@@ -108,6 +108,9 @@ const S = ["--stack", FLEET_STACK];
     const { run } = await fleet.apply();
     const ops = [...run!.steps.entries()].filter(([, op]) => op !== "same");
     expect(ops.filter(([, op]) => op === "delete" || op === "replace")).toEqual([]);
+    // The state delete took only the source placement: nothing is created again (the
+    // credentials, their secrets on aws-kms stacks, are updated in place to the target).
+    expect(ops.filter(([, op]) => op === "create")).toEqual([]);
     expect(fleet.outputs.credentials.acme.rw.port).toBe(fleet.clusters.premium.port);
     expect(await count("acme")).toBe(30);
     expect([await count("initech"), await count("globex")]).toEqual([5, 7]);

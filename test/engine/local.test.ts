@@ -181,6 +181,24 @@ const tracked = () =>
       } finally {
         await c.end();
       }
+      // The engine's own CLI on the local stack, as day two's steps run it.
+      const output = await run([
+        "pulumi",
+        "stack",
+        "output",
+        "--stack",
+        "local",
+        "--json",
+        "tenants",
+      ]);
+      expect(output.code).toBe(0);
+      expect(Object.keys(JSON.parse(output.stdout) as object).sort()).toEqual(
+        fs
+          .readdirSync(path.join(project, "tenants"))
+          .filter((f) => f.endsWith(".yaml"))
+          .map((f) => f.replace(/\.yaml$/, ""))
+          .sort(),
+      );
     } finally {
       await run(["stop"]);
     }

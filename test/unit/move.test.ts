@@ -30,9 +30,19 @@ describe("operator steps move prints", () => {
       tenantUrn("production", model),
       "urn:pulumi:production::pg-tenants::pg-tenants:index:Tenant::acme",
     );
-    assert.deepEqual(nextSteps("production", model, "premium").slice(3, 4), [
+    assert.deepEqual(nextSteps("production", model, "premium").slice(3, 6), [
       "       pulumi state delete --stack production --force --target-dependents 'urn:pulumi:production::pg-tenants::pg-tenants:index:Tenant$pg-tenants:index:TenantPlacement::acme@standard'",
+      "     This changes only the state: the source database and roles stay on cluster standard.",
+      "  2. pulumi up --stack production: the credentials now point at cluster premium; standard's pg_hba no longer admits the tenant.",
     ]);
+    // The local stack's built engine has no pulumi on PATH: its steps go through npm run local.
+    assert.deepEqual(
+      nextSteps("local", model, "premium").filter((l) => /pulumi state delete|^ {2}2\./.test(l)),
+      [
+        "       npm run local -- pulumi state delete --stack local --force --target-dependents 'urn:pulumi:local::pg-tenants::pg-tenants:index:Tenant$pg-tenants:index:TenantPlacement::acme@standard'",
+        "  2. npm run local: the credentials now point at cluster premium; standard's pg_hba no longer admits the tenant.",
+      ],
+    );
   });
 
   it("rewrites the tenant file after a move keeping its comments and other fields", () => {

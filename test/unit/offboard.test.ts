@@ -26,6 +26,11 @@ describe("operator steps offboard prints", () => {
       ),
     );
     assert.ok(!purgeNextSteps(cfg, model).some((l) => l.includes("aws kms")));
+    assert.ok(
+      purgeNextSteps(cfg, model).includes(
+        "       npm run local -- pulumi state delete --stack local --force --target-dependents 'urn:pulumi:local::pg-tenants::pg-tenants:index:Tenant::acme'",
+      ),
+    );
   });
 
   it("counts retention in calendar days from offboardedAt", () => {

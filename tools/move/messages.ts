@@ -1,5 +1,6 @@
 import type { TenantModel } from "../../infra/model";
 import { PROJECT } from "../../infra/config";
+import { pulumiCommands } from "../stack";
 import type { MovePhase, MoveRow } from "./journal";
 
 /**
@@ -85,13 +86,14 @@ export function placementUrn(stack: string, model: TenantModel): string {
 /** What the operator does after a move, with the exact names. */
 export function nextSteps(stack: string, model: TenantModel, to: string): string[] {
   const roles = [model.names.rw, model.names.ro, model.names.group, model.names.owner];
+  const pulumi = pulumiCommands(stack);
   return [
     "Next steps:",
     `  1. Commit the tenant file. Before the next pulumi up, take the source placement out of the stack state`,
     `     (the engine would otherwise plan to delete the protected database ${model.database.name} on ${model.tier} and refuse):`,
-    `       pulumi state delete --stack ${stack} --force --target-dependents '${placementUrn(stack, model)}'`,
+    `       ${pulumi.cli} state delete --stack ${stack} --force --target-dependents '${placementUrn(stack, model)}'`,
     `     This changes only the state: the source database and roles stay on cluster ${model.tier}.`,
-    `  2. pulumi up: the credentials now point at cluster ${to}; ${model.tier}'s pg_hba no longer admits the tenant.`,
+    `  2. ${pulumi.up}: the credentials now point at cluster ${to}; ${model.tier}'s pg_hba no longer admits the tenant.`,
     `  3. When the source copy is no longer wanted (npm run audit lists it as retained), as the provisioning role on ${model.tier}:`,
     `       DROP DATABASE ${model.database.name};`,
     `       DROP ROLE ${roles.join(", ")};`,
