@@ -280,27 +280,14 @@ async function purge(
     } else {
       io.out(`database ${model.database.name} is already gone from cluster ${model.tier}`);
     }
-    // Members before groups: the logins, then the group, then the owner.
-    const roles = ["rw", "ro", "group", "owner"].map(
-      (k) => model.roles.find((r) => r.kind === k)!.name,
-    );
-    const present = await admin.query<{ rolname: string }>(
-      "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
-      [roles],
-    );
-    const toDrop = roles.filter((r) => present.rows.some((p) => p.rolname === r));
-    for (const role of toDrop) {
-      try {
-        await admin.query(`DROP ROLE ${quoteIdent(role)}`);
-      } catch (e) {
-        throw new CommandError(
-          `dropping role ${role} on cluster ${model.tier} failed (${(e as Error).message}): it still owns or holds something in another database; as the provisioning role there run REASSIGN OWNED BY ${quoteIdent(role)} TO ${quoteIdent(target.user)}; DROP OWNED BY ${quoteIdent(role)}; then run the purge again (the database is already dropped)`,
-        );
-      }
-    }
-    if (toDrop.length > 0) io.out(`dropped roles ${toDrop.join(", ")}`);
+    await dropTenantRoles(admin, model, model.tier, target.user, io);
   } finally {
     await admin.end().catch(() => undefined);
+  }
+  // A tier move leaves the source closed and retained on the cluster it left (until an operator
+  // drops it): a full copy of the data, which a purge must not leave behind.
+  for (const tier of Object.keys(cfg.clusters).filter((t) => t !== model.tier)) {
+    await dropRetainedCopy(cfg, model, tier, io);
   }
   io.out("");
   for (const line of purgeNextSteps(cfg, model)) io.out(line);
@@ -368,6 +355,71 @@ function finalDumpProblem(
 /** The tenant component's URN: after the purge, the stack state forgets the tenant. */
 export function tenantUrn(stack: string, model: TenantModel): string {
   return `urn:pulumi:${stack}::${PROJECT}::pg-tenants:index:Tenant::${model.logical.tenant}`;
+}
+
+/** Drops the tenant's roles on one cluster, members before groups: logins, group, owner. */
+async function dropTenantRoles(
+  admin: Client,
+  model: TenantModel,
+  tier: string,
+  provisioner: string,
+  io: CommandIo,
+): Promise<void> {
+  const roles = ["rw", "ro", "group", "owner"].map(
+    (k) => model.roles.find((r) => r.kind === k)!.name,
+  );
+  const present = await admin.query<{ rolname: string }>(
+    "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
+    [roles],
+  );
+  const toDrop = roles.filter((r) => present.rows.some((p) => p.rolname === r));
+  for (const role of toDrop) {
+    try {
+      await admin.query(`DROP ROLE ${quoteIdent(role)}`);
+    } catch (e) {
+      throw new CommandError(
+        `dropping role ${role} on cluster ${tier} failed (${(e as Error).message}): it still owns or holds something in another database; as the provisioning role there run REASSIGN OWNED BY ${quoteIdent(role)} TO ${quoteIdent(provisioner)}; DROP OWNED BY ${quoteIdent(role)}; then run the purge again (the database is already dropped)`,
+      );
+    }
+  }
+  if (toDrop.length > 0) io.out(`dropped roles ${toDrop.join(", ")} on cluster ${tier}`);
+}
+
+/** The copy a tier move retained on `tier`, if any: its database and roles dropped. */
+async function dropRetainedCopy(
+  cfg: StackConfig,
+  model: TenantModel,
+  tier: string,
+  io: CommandIo,
+): Promise<void> {
+  const target = clusterTarget(cfg, tier, io.root, io.env);
+  let admin: Client;
+  try {
+    admin = await connect(target);
+  } catch (e) {
+    throw new CommandError(
+      `cannot check cluster ${tier} for a copy of tenant ${model.id} that a tier move left there (${(e as Error).message}): the database on cluster ${model.tier} is purged; run the purge again once cluster ${tier} is reachable`,
+    );
+  }
+  try {
+    const copy = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [
+      model.database.name,
+    ]);
+    if (copy.rowCount !== 0) {
+      await admin.query(`DROP DATABASE ${quoteIdent(model.database.name)} WITH (FORCE)`);
+      io.out(
+        `dropped database ${model.database.name} on cluster ${tier} (the source a tier move retained)`,
+      );
+    }
+    await dropTenantRoles(admin, model, tier, target.user, io);
+  } catch (e) {
+    if (e instanceof CommandError) throw e;
+    throw new CommandError(
+      `dropping the copy of tenant ${model.id} on cluster ${tier} failed (${lockWaitMessage(e, "the drop")}): the database on cluster ${model.tier} is purged; fix the cause and run the purge again`,
+    );
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
 }
 
 export function purgeNextSteps(cfg: StackConfig, model: TenantModel): string[] {

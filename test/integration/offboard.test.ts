@@ -10,7 +10,7 @@ import { main as offboard } from "../../tools/offboard";
 import { main as restore } from "../../tools/restore";
 import { SEAL_MAGIC } from "../../tools/lib/seal";
 import { captureIo, writeStackFile } from "../../harness/dayTwo";
-import { connectAs, Fleet, FLEET_STACK, provisionFleet } from "../../harness/fleet";
+import { connectAs, Fleet, FLEET_STACK, PROVISIONER, provisionFleet } from "../../harness/fleet";
 
 /**
  * Offboarding on a real cluster (PostgreSQL 15 for Debian's pg_dump 15): `state: offboarded`
@@ -50,7 +50,8 @@ describe("npm run offboard", () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-offboard-tenants-"));
     fs.writeFileSync(path.join(dir, "acme.yaml"), yaml("acme"));
     fs.writeFileSync(path.join(dir, "initech.yaml"), yaml("initech"));
-    fleet = await provisionFleet({ tiers: ["standard"], tenants: dir, pgVersion: 15 });
+    // premium holds no tenant: it is where a tier move could have left a retained copy.
+    fleet = await provisionFleet({ tiers: ["standard", "premium"], tenants: dir, pgVersion: 15 });
     writeStackFile(fleet);
     keyEnv = { PGTENANTS_DATA_KEY_ACME: fleet.outputs.credentials.acme.dataKey };
     for (const id of ["acme", "initech"]) {
@@ -390,17 +391,36 @@ describe("npm run offboard", () => {
     assert.equal(fs.statSync(`${sealed}.json`).mode & 0o777, 0o600);
   });
 
-  it("purges after the retention period: only that tenant's database and roles go", async () => {
+  it("purges after the retention period: only that tenant's database and roles go, the copy a move retained included", async () => {
     const initechBefore = await q("SELECT * FROM app.customers ORDER BY id", [], "tenant_initech");
+    // The source a tier move from premium would have retained: closed, owned by the tenant's
+    // owner role, the provisioning role a member of it (as the program's GrantRole makes it).
+    const premium = await fleet.clusters.premium.superuserClient();
+    try {
+      for (const sql of [
+        "CREATE ROLE tenant_acme_owner NOLOGIN",
+        "CREATE ROLE tenant_acme NOLOGIN",
+        "CREATE ROLE tenant_acme_rw NOLOGIN IN ROLE tenant_acme",
+        "CREATE ROLE tenant_acme_ro NOLOGIN IN ROLE tenant_acme",
+        `GRANT tenant_acme_owner TO ${PROVISIONER}`,
+        "CREATE DATABASE tenant_acme OWNER tenant_acme_owner",
+        "ALTER DATABASE tenant_acme ALLOW_CONNECTIONS false",
+      ])
+        await premium.query(sql);
+    } finally {
+      await premium.end();
+    }
     const io = captureIo(fleet, {}, at("2026-12-01T08:00:00Z"));
     assert.equal(
       await offboard(["acme", ...S, "--purge", "--confirm", "acme"], io),
       0,
       io.errors.join("\n"),
     );
-    assert.deepEqual(io.lines.slice(0, 2), [
+    assert.deepEqual(io.lines.slice(0, 4), [
       "dropped database tenant_acme on cluster standard",
-      "dropped roles tenant_acme_rw, tenant_acme_ro, tenant_acme, tenant_acme_owner",
+      "dropped roles tenant_acme_rw, tenant_acme_ro, tenant_acme, tenant_acme_owner on cluster standard",
+      "dropped database tenant_acme on cluster premium (the source a tier move retained)",
+      "dropped roles tenant_acme_rw, tenant_acme_ro, tenant_acme, tenant_acme_owner on cluster premium",
     ]);
     assert.ok(
       io.lines.includes(
@@ -412,6 +432,15 @@ describe("npm run offboard", () => {
       [{ datname: "tenant_initech" }],
     );
     assert.deepEqual(await q("SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant_acme%'"), []);
+    const after = await fleet.clusters.premium.superuserClient();
+    try {
+      const left = await after.query(
+        "SELECT datname AS name FROM pg_database WHERE datname LIKE 'tenant_acme%' UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant_acme%'",
+      );
+      assert.deepEqual(left.rows, []);
+    } finally {
+      await after.end();
+    }
     assert.deepEqual(
       await q("SELECT * FROM app.customers ORDER BY id", [], "tenant_initech"),
       initechBefore,
