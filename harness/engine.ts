@@ -6,7 +6,7 @@ import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { PROJECT } from "../infra/config";
 import { evaluateProgram } from "../tools/evaluate";
 import { RecordingMocks } from "./mocks";
-import { openStack, previewThenUp, StackRun } from "../tools/lib/deploy";
+import { openStack, previewThenUp, runOptions, StackRun } from "../tools/lib/deploy";
 import { Engine, findEngine } from "../tools/lib/engine";
 
 /**
@@ -135,7 +135,12 @@ export class EngineDeployer {
   ): Promise<EngineRun> {
     const stack = await this.open();
     const r = recorder();
-    const result = await stack.preview({ ...opts, onOutput: r.onOutput, onEvent: r.onEvent });
+    const result = await stack.preview({
+      ...opts,
+      ...runOptions(stack),
+      onOutput: r.onOutput,
+      onEvent: r.onEvent,
+    });
     return { changes: result.changeSummary, steps: r.steps, output: r.output() };
   }
 
@@ -143,14 +148,23 @@ export class EngineDeployer {
   async refreshUp(): Promise<EngineRun> {
     const stack = await this.open();
     const r = recorder();
-    const result = await stack.up({ refresh: true, onOutput: r.onOutput, onEvent: r.onEvent });
+    const result = await stack.up({
+      refresh: true,
+      ...runOptions(stack),
+      onOutput: r.onOutput,
+      onEvent: r.onEvent,
+    });
     return { changes: result.summary.resourceChanges ?? {}, steps: r.steps, output: r.output() };
   }
 
   async refresh(): Promise<EngineRun> {
     const stack = await this.open();
     const r = recorder();
-    const result = await stack.refresh({ onOutput: r.onOutput, onEvent: r.onEvent });
+    const result = await stack.refresh({
+      ...runOptions(stack),
+      onOutput: r.onOutput,
+      onEvent: r.onEvent,
+    });
     return { changes: result.summary.resourceChanges ?? {}, steps: r.steps, output: r.output() };
   }
 

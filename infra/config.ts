@@ -5,6 +5,9 @@ import { KMS_DELETION_WINDOW_DAYS, LOGIN_CONNECTION_LIMIT_MAX, PG_INT_MAX } from
 import { SSL_MODES } from "./ssl";
 import { SHARD_FIELDS, shardConfigIssues, ShardSchema } from "./shards";
 
+/** The provider's connection pool per cluster when the stack sets none (`maxConnections`). */
+export const DEFAULT_PROVIDER_CONNECTIONS = 10;
+
 /** The Pulumi project name: the namespace of every config key (`pg-tenants:clusters`). */
 export const PROJECT = "pg-tenants";
 
@@ -193,7 +196,7 @@ const ClusterSchema = z.strictObject({
   sslmode: z
     .enum(SSL_MODES, { error: `must be one of ${SSL_MODES.join(", ")}` })
     .default("require"),
-  maxConnections: positiveInt("maxConnections", 1000).default(10),
+  maxConnections: positiveInt("maxConnections", 1000).default(DEFAULT_PROVIDER_CONNECTIONS),
   connectTimeout: positiveInt("connectTimeout", 600).default(15),
   /** Per-tier default connection limit of each login; a tenant file may lower or raise it. */
   connectionLimit: positiveInt("connectionLimit", LOGIN_CONNECTION_LIMIT_MAX).default(20),

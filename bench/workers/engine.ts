@@ -56,6 +56,8 @@ async function run(job: EngineJob): Promise<EngineResult> {
     tenants: [],
     deploy: "engine",
     server: SERVER,
+    // The provider's pool as a production stack has it (the engine runs 9 operations at once).
+    cluster: () => ({ maxConnections: 10 }),
   });
   try {
     const ups: EngineResult["ups"] = [];

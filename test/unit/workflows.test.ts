@@ -4,7 +4,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
-import { loadStack, listStacks } from "../../tools/stack";
+import { engineParallel } from "../../tools/lib/deploy";
+import { loadStack, listStacks, readStackFile } from "../../tools/stack";
 
 /**
  * The CI workflows, read as GitHub reads them: every command they run exists, they hold only
@@ -136,6 +137,11 @@ describe("CI workflows", () => {
             `${file}: pulumi ${String(step.with?.command)}`,
           );
           assert.equal(step.with?.["stack-name"], "${{ matrix.stack }}", file);
+          // Below every deployable stack's provider pool (tools/lib/deploy.ts engineParallel).
+          for (const stack of ["production", "production-1"]) {
+            const bound = engineParallel(readStackFile(stack, ROOT).raw);
+            assert.ok(Number(step.with?.parallel) <= bound, `${file}: parallel over ${bound}`);
+          }
         }
       }
     }
