@@ -13,7 +13,7 @@ import type { EngineJob, EngineResult } from "./workers/engine";
  * The real engine's figures: `pulumi up` per new tenant against the floor of the same
  * statements, a no-change preview and `up --refresh` of a shard, the state's size per tenant,
  * and the engine build, warm (nothing to do) and cold (fresh Go caches; full runs only, it takes
- * tens of minutes).
+ * several minutes).
  */
 
 const ROOT = path.join(__dirname, "..");
@@ -105,7 +105,7 @@ export async function runEngine(opts: Options): Promise<Section> {
     "",
     `A shard of ${result.shard.tenants} tenants: no-change \`pulumi preview\` ${s(result.shard.previewMs)} s (goal < 30 s), \`pulumi up --refresh\` ${s(result.shard.refreshUpMs)} s (goal < 120 s); state file ${(result.stateBytes / 1024 / 1024).toFixed(1)} MB, ${(result.stateBytesPerTenant / 1024).toFixed(1)} KB per tenant.`,
     "",
-    `Engine build (\`npm run engine\`): warm ${warmSeconds.toFixed(1)} s (everything up to date)${cold === undefined ? "; cold: `npm run bench -- --only engine,engine-build` (fresh Go caches, tens of minutes)" : `; cold ${cold.seconds.toFixed(0)} s with empty Go caches${cold.ok ? "" : ` (failed: ${cold.tail})`}`}.`,
+    `Engine build (\`npm run engine\`): warm ${warmSeconds.toFixed(1)} s (everything up to date)${cold === undefined ? "; cold: `npm run bench -- --only engine,engine-build` (fresh Go caches, several minutes)" : `; cold ${cold.seconds.toFixed(0)} s with empty Go caches${cold.ok ? "" : ` (failed: ${cold.tail})`}`}.`,
     "",
   ];
   return { name: "engine", markdown: lines.join("\n") };

@@ -4,7 +4,7 @@ import { PROJECT_ROOT } from "../engine";
 
 /**
  * Before the engine lane: an engine is found (npm run engine's, or a pulumi on PATH), or built
- * when Go is there (the first build takes tens of minutes; later runs reuse it), or the lane is
+ * when Go is there (the first build takes several minutes; later runs reuse it), or the lane is
  * skipped with one line. PGTENANTS_ENGINE_LANE=skip skips it on purpose; =required (.ci/run)
  * never skips.
  */
