@@ -11,7 +11,7 @@ import { quoteIdent } from "../infra/sql";
 import { freePort, PROVISIONER } from "../harness/fleet";
 import { startCluster } from "../tools/cluster";
 import { FIRST_TEMPLATE_SQL, MIGRATIONS_DIR } from "../tools/lib/migrations/files";
-import type { TenantTarget } from "../tools/lib/migrations/fleet";
+import { TenantTarget, tenantTarget } from "../tools/lib/migrations/fleet";
 import type { MigrateJob, MigrateResult } from "./workers/migrate";
 
 /**
@@ -147,19 +147,7 @@ export async function benchMigrate(opts: { quick?: boolean } = {}): Promise<Migr
     console.error(
       `  ${n} tenants made with SQL from the model in ${((Date.now() - built) / 1000).toFixed(1)} s`,
     );
-    const tenants: TenantTarget[] = models.map((m) => ({
-      id: m.id,
-      tier: "standard",
-      database: m.database.name,
-      owner: m.names.owner,
-      roles: {
-        [m.names.owner]: "OWNER",
-        [m.names.rw]: "RW",
-        [m.names.ro]: "RO",
-        [m.names.group]: "GROUP",
-      },
-      extensions: m.extensions,
-    }));
+    const tenants: TenantTarget[] = models.map(tenantTarget);
     const target = {
       tier: "standard",
       host: cluster.host,

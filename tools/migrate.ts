@@ -14,7 +14,7 @@ import {
 } from "./lib/cli";
 import { clusterTarget, ClusterTarget } from "./lib/pg";
 import { loadMigrations, MIGRATIONS_DIR, stackTemplate } from "./lib/migrations/files";
-import { checkFleet, migrateFleet, TenantTarget } from "./lib/migrations/fleet";
+import { checkFleet, migrateFleet, TenantTarget, tenantTarget } from "./lib/migrations/fleet";
 import {
   counts,
   MIGRATE_FORMATS,
@@ -56,20 +56,7 @@ export function tenantTargets(ctx: StackContext, only: readonly string[]): Tenan
     }
   }
   const chosen = only.length > 0 ? fleet.tenants.filter((m) => only.includes(m.id)) : fleet.tenants;
-  return chosen.map((m) => ({
-    id: m.id,
-    tier: m.tier,
-    database: m.database.name,
-    owner: m.names.owner,
-    roles: {
-      [m.names.owner]: "OWNER",
-      [m.names.rw]: "RW",
-      [m.names.ro]: "RO",
-      [m.names.group]: "GROUP",
-    },
-    extensions: m.extensions,
-    ...skipReason(m, only.includes(m.id)),
-  }));
+  return chosen.map((m) => ({ ...tenantTarget(m), ...skipReason(m, only.includes(m.id)) }));
 }
 
 /**

@@ -1,8 +1,4 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Client } from "pg";
 import {
@@ -12,30 +8,22 @@ import {
   TenantDirectory,
   TenantSummaryView,
 } from "../../client";
-import { parseStackConfig } from "../../infra/config";
-import { tenantSql } from "../../infra/modelSql";
-import { FIRST_TEMPLATE_SQL } from "../../tools/lib/migrations/files";
-import { renderHba } from "../../infra/hba";
-import { loadManifest } from "../../infra/manifest";
-import { buildTenantModel } from "../../infra/model";
-import { RunningCluster, startCluster } from "../../tools/cluster";
-import { manifestContext } from "../../tools/stack";
-import { freePort, PROVISIONER, TEMPLATE, writeTenantFiles } from "../../harness/fleet";
+import type { RunningCluster } from "../../tools/cluster";
+import { provisionSqlFleet, SqlFleet } from "../../harness/sqlFleet";
 
 /**
  * 200 tenants under one process-wide cap of 40 connections. The Pulumi harness cannot
  * provision 200 tenants on one cluster (its applier exhausts the server's 100 connection
- * slots), so this file creates them directly with SQL from the same tenant model the program
- * declares (login roles in their group, the database from the template owned by the owner
- * role, PUBLIC's CONNECT revoked and granted to the group) and the pg_hba.conf the program
- * renders. The isolation tests against harness-provisioned tenants are in client.test.ts.
+ * slots), so they come from the SQL fleet (harness/sqlFleet.ts): SQL from the same tenant model
+ * the program declares and the pg_hba.conf the program renders. The isolation tests against
+ * harness-provisioned tenants are in client.test.ts.
  */
 
 const TENANT_COUNT = 200;
 const CAP = 40;
 const ids = Array.from({ length: TENANT_COUNT }, (_, i) => `t${String(i).padStart(3, "0")}`);
 
-let root: string;
+let fleet: SqlFleet;
 let cluster: RunningCluster;
 let tenants: Record<string, TenantSummaryView>;
 let credentials: CredentialsOutput;
@@ -44,100 +32,28 @@ const connectors: TenantConnector[] = [];
 
 beforeAll(async () => {
   const started = Date.now();
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "pgtenants-client-scale-"));
-  fs.chmodSync(root, 0o755);
-  const port = await freePort();
-  cluster = await startCluster({
-    tier: "standard",
-    port,
-    dataDir: path.join(root, "standard"),
-    superuserPassword: randomBytes(18).toString("base64url"),
-    provisioner: { name: PROVISIONER, password: randomBytes(18).toString("base64url") },
-    template: {
-      name: TEMPLATE,
-      sqlFile: path.join(__dirname, "..", "..", FIRST_TEMPLATE_SQL),
-    },
-  });
-  const cfg = parseStackConfig("integration", {
-    template: TEMPLATE,
-    tenantsDir: path.join(root, "tenants"),
-    clusters: {
-      standard: {
+  fleet = await provisionSqlFleet({ ids, connectionLimit: 20 });
+  assert.equal(fleet.models.length, TENANT_COUNT);
+  cluster = fleet.cluster;
+  tenants = Object.fromEntries(
+    fleet.models.map((m) => [
+      m.id,
+      {
+        cluster: m.tier,
         host: cluster.host,
-        port,
-        username: PROVISIONER,
-        sslmode: "disable",
-        connectionLimit: 20,
+        port: cluster.port,
+        database: m.names.database,
+        roles: { group: m.names.group, owner: m.names.owner, rw: m.names.rw, ro: m.names.ro },
       },
-    },
-    keys: { provider: "local" },
-    hba: {
-      connectionType: "host",
-      clientCidrs: ["127.0.0.1/32"],
-      adminCidrs: ["127.0.0.1/32"],
-      adminUsers: ["postgres"],
-    },
-  });
-  writeTenantFiles(
-    cfg.tenantsDir,
-    ids.map((id) => ({ id, tier: "standard" })),
+    ]),
   );
-  const models = loadManifest(cfg.tenantsDir, manifestContext(cfg), root).map((t) =>
-    buildTenantModel(t, cfg),
-  );
-  assert.equal(models.length, TENANT_COUNT);
-
-  tenants = {};
-  credentials = {};
-  // Four sessions share the work: each tenant's statements run in order on one of them.
-  const admins = await Promise.all([1, 2, 3, 4].map(() => cluster.superuserClient()));
-  let next = 0;
-  try {
-    await Promise.all(
-      admins.map(async (admin) => {
-        while (next < models.length) {
-          const model = models[next++];
-          const passwords = {
-            rw: randomBytes(24).toString("base64url"),
-            ro: randomBytes(24).toString("base64url"),
-          };
-          for (const statement of tenantSql(model, passwords, (v) => admin.escapeLiteral(v)))
-            await admin.query(statement);
-          tenants[model.id] = {
-            cluster: model.tier,
-            host: cluster.host,
-            port,
-            database: model.names.database,
-            roles: {
-              group: model.names.group,
-              owner: model.names.owner,
-              rw: model.names.rw,
-              ro: model.names.ro,
-            },
-          };
-          const login = (kind: "rw" | "ro") => ({
-            host: cluster.host,
-            port,
-            database: model.names.database,
-            user: model.names[kind],
-            password: passwords[kind],
-            sslmode: "disable",
-          });
-          credentials[model.id] = { rw: login("rw"), ro: login("ro") };
-        }
-      }),
-    );
-  } finally {
-    await Promise.all(admins.map((a) => a.end()));
-  }
-  await cluster.writeHba(renderHba("standard", PROVISIONER, cfg.hba, models));
+  credentials = fleet.credentials;
   provisionMs = Date.now() - started;
 });
 
 afterAll(async () => {
   await Promise.all(connectors.map((c) => c.close()));
-  await cluster?.stop();
-  if (root !== undefined) fs.rmSync(root, { recursive: true, force: true });
+  await fleet?.stop();
 });
 
 let appSeq = 0;

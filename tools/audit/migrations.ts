@@ -1,7 +1,7 @@
 import * as path from "path";
 import type { CommandIo, StackContext } from "../lib/cli";
 import { clusterTarget } from "../lib/pg";
-import { checkFleet, TenantTarget } from "../lib/migrations/fleet";
+import { checkFleet, TenantTarget, tenantTarget } from "../lib/migrations/fleet";
 import { loadMigrations, MIGRATIONS_DIR, stackTemplate } from "../lib/migrations/files";
 import { DEFAULT_LIMITS } from "../lib/migrations/runner";
 import { buildFleetModel } from "../../infra/model";
@@ -23,17 +23,7 @@ export async function migrationFindings(
   const { family, version } = stackTemplate(ctx.cfg.template, ctx.cfg.stack, migrations);
   const fleet = buildFleetModel(tenantsOfShard(ctx.cfg, ctx.tenants), ctx.cfg);
   const tenants: TenantTarget[] = fleet.tenants.map((m) => ({
-    id: m.id,
-    tier: m.tier,
-    database: m.database.name,
-    owner: m.names.owner,
-    roles: {
-      [m.names.owner]: "OWNER",
-      [m.names.rw]: "RW",
-      [m.names.ro]: "RO",
-      [m.names.group]: "GROUP",
-    },
-    extensions: m.extensions,
+    ...tenantTarget(m),
     ...(!m.database.open || m.move !== undefined ? { skip: "not migrated" } : {}),
   }));
   const tiers = Object.keys(ctx.cfg.clusters);

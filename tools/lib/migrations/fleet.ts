@@ -1,4 +1,5 @@
 import type { Client } from "pg";
+import type { TenantModel } from "../../../infra/model";
 import { connect, ClusterTarget, mapPool } from "../pg";
 import { digestOf, Migration, templateName } from "./files";
 import { describeDifference, diffSchemas, normalize, readSnapshot, Schema } from "./drift";
@@ -37,6 +38,23 @@ export interface TenantTarget {
   extensions: string[];
   /** Why this tenant is left alone (offboarded, a move declared), if it is. */
   skip?: string;
+}
+
+/** A tenant of the model as a run sees it (its skip reason, if any, is the caller's). */
+export function tenantTarget(m: TenantModel): TenantTarget {
+  return {
+    id: m.id,
+    tier: m.tier,
+    database: m.database.name,
+    owner: m.names.owner,
+    roles: {
+      [m.names.owner]: "OWNER",
+      [m.names.rw]: "RW",
+      [m.names.ro]: "RO",
+      [m.names.group]: "GROUP",
+    },
+    extensions: m.extensions,
+  };
 }
 
 export type Outcome =
