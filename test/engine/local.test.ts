@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "@jest/globals";
 import { Client } from "pg";
 import { engineLane, PROJECT_ROOT } from "../../harness/engine";
 import { freePort } from "../../harness/fleet";
+import { cliArgs, runNode } from "../../harness/tool";
 import { stopClusterDir } from "../../tools/cluster";
 
 /**
@@ -51,18 +52,7 @@ async function consecutiveFreePorts(n: number): Promise<number> {
 }
 
 function local(args: string[], env: NodeJS.ProcessEnv) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join("bin", "pg-tenants.js"), "local", ...args], {
-      cwd: PROJECT_ROOT,
-      env,
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runNode(cliArgs(["local", ...args]), PROJECT_ROOT, env);
 }
 
 const tracked = () =>
@@ -145,20 +135,7 @@ const tracked = () =>
       PGTENANTS_LOCAL_DIR: path.join(work, "project-local"),
       PGTENANTS_LOCAL_PORT_BASE: String(base),
     };
-    const run = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const child = spawn(
-          process.execPath,
-          [path.join(PROJECT_ROOT, "bin", "pg-tenants.js"), "local", ...args],
-          { cwd: project, env: own },
-        );
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d) => (stdout += d));
-        child.stderr.on("data", (d) => (stderr += d));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-      });
+    const run = (args: string[]) => runNode(cliArgs(["local", ...args]), project, own);
     try {
       expect((await run([])).code).toBe(0);
       const url = (await run(["url", "acme", "ro"])).stdout.trim();

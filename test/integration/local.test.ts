@@ -1,4 +1,3 @@
-import { spawn } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
@@ -6,7 +5,7 @@ import * as path from "path";
 import { afterAll, describe, it } from "@jest/globals";
 import assert from "node:assert/strict";
 import { Client } from "pg";
-import { tsNodeArgs } from "../../harness/tool";
+import { runNode, tsNodeArgs } from "../../harness/tool";
 import { stopClusterDir } from "../../tools/cluster";
 import { renderStackHba } from "../../tools/hba";
 import { findPulumiCli, LocalState, missingCliMessage } from "../../tools/local";
@@ -71,18 +70,7 @@ function envWithoutPulumi(base: number): NodeJS.ProcessEnv {
 }
 
 function runLocal(command: "up" | "stop", env: NodeJS.ProcessEnv) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, tsNodeArgs(path.join("tools", "local.ts"), [command]), {
-      cwd: ROOT,
-      env,
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runNode(tsNodeArgs(path.join("tools", "local.ts"), [command]), ROOT, env);
 }
 
 describe("npm run local without a Pulumi engine", () => {
