@@ -8,7 +8,7 @@ import { adviseTenants } from "../../tools/usage/advice";
 import { renderUsageHtml } from "../../tools/usage/html";
 import { renderMetrics } from "../../tools/usage/metrics";
 import { renderUsageMarkdown, renderUsageText } from "../../tools/usage/render";
-import { buildUsageReport, PeakSessions } from "../../tools/usage/report";
+import { buildUsageReport, PeakSessions, ZERO } from "../../tools/usage/report";
 import type { ClusterSample, DatabaseCounters } from "../../tools/usage/sample";
 
 const cfg = parseStackConfig("usage-test", {
@@ -53,25 +53,7 @@ const fleet = buildFleetModel(TENANTS, cfg);
 const MB = 1024 * 1024;
 
 function counters(database: string, c: Partial<DatabaseCounters> = {}): DatabaseCounters {
-  return {
-    database,
-    connections: 0,
-    xactCommit: 0,
-    xactRollback: 0,
-    blksRead: 0,
-    blksHit: 0,
-    tupReturned: 0,
-    tupInserted: 0,
-    tupUpdated: 0,
-    tupDeleted: 0,
-    tempFiles: 0,
-    tempBytes: 0,
-    deadlocks: 0,
-    activeMs: 0,
-    statsReset: null,
-    sizeBytes: 8 * MB,
-    ...c,
-  };
+  return { database, ...ZERO, statsReset: null, sizeBytes: 8 * MB, ...c };
 }
 
 function sample(

@@ -126,7 +126,8 @@ export interface UsageReport {
   tenants: TenantUsage[];
 }
 
-const ZERO: Omit<DatabaseCounters, "database" | "statsReset"> = {
+/** A database with nothing counted yet. */
+export const ZERO: Omit<DatabaseCounters, "database" | "statsReset"> = {
   connections: 0,
   xactCommit: 0,
   xactRollback: 0,
